@@ -1,0 +1,247 @@
+"""Running one request's endpoint method and sending its replies.
+
+Sync methods (and sync generators, one item at a time) run in the server's
+thread pool so that the event loop, and with it the broker connection's
+heartbeats and every other request, keeps running. ``async def`` methods and
+async generators run on the loop. In both cases the request's context is
+bound only while the method runs, in that thread or task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+from collections.abc import AsyncGenerator, Callable, Iterator
+from typing import Any
+
+from . import _envelope
+from ._context import RequestContext, reset_current, set_current
+from ._dispatcher import Handler, HandlerKind
+from ._envelope import Request
+from ._errors import LeveretError, MessageTooLarge, NoServerError, SerializationError
+from ._remote_errors import serialize_exception, serialize_failure
+from .transports.base import Transport
+
+logger = logging.getLogger("leveret.server")
+
+_EXHAUSTED: Any = object()
+
+
+def _in_context(
+    context: RequestContext, function: Callable[..., Any], *args: Any
+) -> Any:
+    token = set_current(context)
+    try:
+        return function(*args)
+    finally:
+        reset_current(token)
+
+
+def _call_kwargs(function: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    return function(**kwargs)
+
+
+def _next_item(iterator: Iterator[Any]) -> Any:
+    return next(iterator, _EXHAUSTED)
+
+
+def _last_item(iterator: Iterator[Any]) -> Any:
+    last = None
+    for last in iterator:  # noqa: B007 - only the final item is sent
+        pass
+    return last
+
+
+class RequestExecution:
+    """Run requests for one server; tracks streams so they can be cancelled."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        server_name: str,
+        executor: concurrent.futures.ThreadPoolExecutor,
+        max_message_bytes: int,
+    ) -> None:
+        self._transport = transport
+        self._server_name = server_name
+        self._executor = executor
+        self._max_message_bytes = max_message_bytes
+        self._cancelled_streams: set[str] = set()
+        self._active_streams: set[str] = set()
+
+    def cancel_stream(self, msg_id: str) -> None:
+        if msg_id in self._active_streams:
+            self._cancelled_streams.add(msg_id)
+
+    async def _in_pool(
+        self, context: RequestContext, function: Callable[..., Any], *args: Any
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        call = contextvars.copy_context().run
+        return await loop.run_in_executor(
+            self._executor, call, _in_context, context, function, *args
+        )
+
+    async def run(self, handler: Handler, request: Request) -> None:
+        """Run the method; reply to calls; log the failure of a cast."""
+        context = RequestContext.from_dict(request.context)
+        set_current(context)  # this task's own copy of the context variables
+        if request.msg_id is not None and request.stream:
+            await self._stream(handler, request, context)
+            return
+        try:
+            result = await self._result(handler, request, context)
+        except Exception as exc:
+            self._log_failure(request, exc)
+            if request.msg_id is not None:
+                await self._reply(request, failure=serialize_exception(exc))
+            return
+        if request.msg_id is not None:
+            await self._reply(request, result)
+
+    async def _result(
+        self, handler: Handler, request: Request, context: RequestContext
+    ) -> Any:
+        function, kwargs = handler.function, request.args
+        kind = handler.kind
+        if kind is HandlerKind.ASYNC:
+            return await function(**kwargs)
+        if kind is HandlerKind.SYNC:
+            return await self._in_pool(context, _call_kwargs, function, kwargs)
+        if kind is HandlerKind.SYNC_GENERATOR:
+            iterator = await self._in_pool(context, _call_kwargs, function, kwargs)
+            return await self._in_pool(context, _last_item, iterator)
+        last = None
+        async for last in function(**kwargs):  # noqa: B007 - only the final item
+            pass
+        return last
+
+    async def _items(
+        self, handler: Handler, request: Request, context: RequestContext
+    ) -> AsyncGenerator[Any, None]:
+        """Yield the items of a generator method; a plain method yields one."""
+        function, kwargs = handler.function, request.args
+        kind = handler.kind
+        if kind is HandlerKind.ASYNC_GENERATOR:
+            agen = function(**kwargs)
+            try:
+                async for item in agen:
+                    yield item
+            finally:
+                await agen.aclose()
+        elif kind is HandlerKind.SYNC_GENERATOR:
+            iterator = await self._in_pool(context, _call_kwargs, function, kwargs)
+            try:
+                while (
+                    item := await self._in_pool(context, _next_item, iterator)
+                ) is not _EXHAUSTED:
+                    yield item
+            finally:
+                await self._in_pool(context, iterator.close)
+        else:
+            yield await self._result(handler, request, context)
+
+    async def _stream(
+        self, handler: Handler, request: Request, context: RequestContext
+    ) -> None:
+        msg_id = request.msg_id
+        assert msg_id is not None
+        self._active_streams.add(msg_id)
+        items = self._items(handler, request, context)
+        try:
+            async for item in items:
+                if msg_id in self._cancelled_streams:
+                    logger.debug(
+                        "stream.cancelled method=%s msg_id=%s", request.method, msg_id
+                    )
+                    return
+                if not await self._reply(request, item, ending=False):
+                    return
+        except Exception as exc:
+            self._log_failure(request, exc)
+            await self._reply(request, failure=serialize_exception(exc))
+            return
+        finally:
+            await items.aclose()
+            self._active_streams.discard(msg_id)
+            self._cancelled_streams.discard(msg_id)
+        await self._reply(request)
+
+    async def _reply(
+        self,
+        request: Request,
+        result: Any = None,
+        failure: str | None = None,
+        ending: bool = True,
+    ) -> bool:
+        """Send one reply; return False when a stream must stop.
+
+        A stream stops when the caller's reply queue is gone, or when an item
+        cannot be encoded (the caller then gets that failure as the end).
+        """
+        assert request.msg_id is not None and request.reply_q is not None
+        server = self._server_name if request.stream else None
+        sendable = True
+        try:
+            body = _envelope.encode_reply(
+                request.msg_id,
+                result,
+                failure,
+                ending=ending,
+                stream_server=server,
+                max_bytes=self._max_message_bytes,
+            )
+        except (SerializationError, MessageTooLarge) as exc:
+            logger.info(
+                "reply.unsendable method=%s msg_id=%s error=%s",
+                request.method,
+                request.msg_id,
+                exc,
+            )
+            failure = serialize_failure(
+                type(exc).__name__, f"result of {request.method} cannot be sent: {exc}"
+            )
+            body = _envelope.encode_reply(
+                request.msg_id, None, failure, ending=True, stream_server=server
+            )
+            sendable = False
+        try:
+            await self._transport.send_reply(request.reply_q, body)
+        except NoServerError:
+            logger.info(
+                "reply.dropped method=%s msg_id=%s reason=reply queue %s is gone",
+                request.method,
+                request.msg_id,
+                request.reply_q,
+            )
+            return False
+        except LeveretError as exc:
+            logger.warning(
+                "reply.failed method=%s msg_id=%s error=%s",
+                request.method,
+                request.msg_id,
+                exc,
+            )
+            return False
+        return sendable
+
+    def _log_failure(self, request: Request, exc: Exception) -> None:
+        if request.msg_id is None:
+            # Nobody else sees a cast's failure: log it for the operator.
+            logger.error(
+                "cast.failed method=%s unique_id=%s error=%r",
+                request.method,
+                request.unique_id,
+                exc,
+                exc_info=exc,
+            )
+        else:
+            logger.info(
+                "call.failed method=%s msg_id=%s error=%r",
+                request.method,
+                request.msg_id,
+                exc,
+            )
+            logger.debug("call.failed traceback", exc_info=exc)

@@ -1,0 +1,218 @@
+"""Streamed replies: the caller's side of a generator endpoint method.
+
+The server sends each item the generator yields as a reply with ``ending``
+false, then one reply with ``ending`` true (carrying the generator's exception
+as ``failure``, if it raised). Each reply names the server, so that closing
+the stream early can tell that server to stop the generator. A peer that does
+not stream (an oslo.messaging server) sends one result, which the stream
+yields as its only item.
+
+NOTE: the server does not wait for the caller to take items; a slow consumer
+of a long stream lets items pile up in its reply queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Collection
+from types import TracebackType
+from typing import Any, Self
+
+from . import _envelope
+from ._errors import LeveretError, MessagingTimeout
+from ._remote_errors import deserialize_failure
+from .transports.base import Address, Transport
+
+__all__ = ["AsyncReplyStream", "ReplyStream", "StreamRequest"]
+
+logger = logging.getLogger("leveret.client")
+
+_END: Any = object()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamRequest:
+    """What a stream needs to start: *encode* builds the body from
+    ``(msg_id, reply_q)``."""
+
+    transport: Transport
+    address: Address
+    method: str
+    timeout: float
+    allowed_remote_exmods: Collection[str]
+    encode: Callable[[str, str], bytes]
+
+
+class AsyncReplyStream:
+    """An async iterator over a generator method's items; close it to stop early.
+
+    The request is sent on the first ``__anext__``. Each item has its own
+    deadline: :class:`~leveret.MessagingTimeout` if the next item does not
+    arrive within the client's timeout.
+    """
+
+    def __init__(self, request: StreamRequest) -> None:
+        self._request = request
+        self._msg_id = _envelope.new_id()
+        self._queue: asyncio.Queue[_envelope.Reply | BaseException] | None = None
+        self._done = False
+        self._server: str | None = None
+        self._kept_result: Any = None
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Any:
+        binding = self._request.transport.binding
+        item = await binding.run_async(self.next_item())
+        if item is _END:
+            raise StopAsyncIteration
+        return item
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the stream; the server stops the generator. Safe to call twice."""
+        await self._request.transport.binding.run_async(self.close_on_loop())
+
+    async def next_item(self) -> Any:
+        """Return the next item or ``_END``; runs on the transport's loop."""
+        if self._done:
+            return _END
+        if self._queue is None:
+            await self._start()
+        while True:
+            reply = await self._receive()
+            item = self._take(reply)
+            if item is not _CONTINUE:
+                return item
+
+    async def close_on_loop(self) -> None:
+        if self._done:
+            return
+        self._finish()
+        if self._server is None:
+            return
+        request = self._request
+        address = dataclasses.replace(request.address, server=self._server)
+        try:
+            await request.transport.send(address, _envelope.encode_cancel(self._msg_id))
+        except LeveretError as exc:
+            logger.info(
+                "stream.cancel_failed msg_id=%s server=%s error=%s",
+                self._msg_id,
+                self._server,
+                exc,
+            )
+
+    async def _start(self) -> None:
+        request = self._request
+        self._queue = asyncio.Queue()
+        try:
+            async with asyncio.timeout(request.timeout):
+                reply_q = await request.transport.reply_queue()
+                body = request.encode(self._msg_id, reply_q)
+                request.transport.replies.register(self._msg_id, self._queue.put_nowait)
+                await request.transport.send(
+                    request.address, body, expiration=request.timeout
+                )
+        except TimeoutError:
+            self._finish()
+            raise self._timeout_error("start") from None
+        except BaseException:
+            self._finish()
+            raise
+
+    async def _receive(self) -> _envelope.Reply:
+        assert self._queue is not None
+        try:
+            async with asyncio.timeout(self._request.timeout):
+                reply = await self._queue.get()
+        except TimeoutError:
+            await self.close_on_loop()
+            raise self._timeout_error("next item") from None
+        if isinstance(reply, BaseException):
+            self._finish()
+            raise reply
+        return reply
+
+    def _take(self, reply: _envelope.Reply) -> Any:
+        """Turn one reply into an item, ``_END``, ``_CONTINUE`` or an exception."""
+        if reply.server is not None:
+            self._server = reply.server
+        if reply.failure is not None:
+            self._finish()
+            raise deserialize_failure(
+                reply.failure, self._request.allowed_remote_exmods
+            )
+        if reply.stream:
+            if reply.ending:
+                self._finish()
+                return _END
+            return reply.result
+        # A plain reply from a peer that does not stream: keep a result sent
+        # before the ending reply, as the call path does.
+        if not reply.ending:
+            if reply.result is not None:
+                self._kept_result = reply.result
+            return _CONTINUE
+        self._finish()
+        return reply.result if reply.result is not None else self._kept_result
+
+    def _finish(self) -> None:
+        self._done = True
+        self._request.transport.replies.unregister(self._msg_id)
+
+    def _timeout_error(self, waiting_for: str) -> MessagingTimeout:
+        request = self._request
+        return MessagingTimeout(
+            f"stream of {request.method} from {request.address} timed out after "
+            f"{request.timeout:g} s waiting for its {waiting_for} "
+            f"(msg_id {self._msg_id})"
+        )
+
+
+_CONTINUE: Any = object()
+
+
+class ReplyStream:
+    """The blocking iterator over a generator method's items."""
+
+    def __init__(self, request: StreamRequest) -> None:
+        self._stream = AsyncReplyStream(request)
+        self._binding = request.transport.binding
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> Any:
+        item = self._binding.run_blocking(self._stream.next_item())
+        if item is _END:
+            raise StopIteration
+        return item
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the stream; the server stops the generator. Safe to call twice."""
+        self._binding.run_blocking(self._stream.close_on_loop())

@@ -1,0 +1,57 @@
+"""Target: where a request goes, or what a server or endpoint serves."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from ._errors import InvalidTarget
+
+__all__ = ["Target", "parse_version"]
+
+_VERSION_PATTERN = re.compile(r"^(\d+)\.(\d+)$")
+
+
+def parse_version(version: str) -> tuple[int, int]:
+    """Split a ``"major.minor"`` version, raising :class:`InvalidTarget` if invalid."""
+    match = _VERSION_PATTERN.match(version)
+    if match is None:
+        raise InvalidTarget(
+            f"invalid version {version!r}: expected 'major.minor', e.g. '1.2'"
+        )
+    return int(match.group(1)), int(match.group(2))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Target:
+    """An immutable description of a message's destination.
+
+    - ``topic``: the service's topic; any one server of the topic takes a request.
+    - ``server``: send to, or serve as, this one server of the topic.
+    - ``fanout``: send a cast to every server of the topic.
+    - ``exchange``: the control exchange; None means the transport's default.
+    - ``namespace`` and ``version`` (``"major.minor"``): pick the endpoint. On an
+      endpoint's ``target`` attribute they say what the endpoint serves, and
+      ``topic`` may then be None.
+    """
+
+    topic: str | None = None
+    server: str | None = None
+    fanout: bool = False
+    exchange: str | None = None
+    namespace: str | None = None
+    version: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("topic", "server", "exchange", "namespace"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise InvalidTarget(
+                    f"invalid {name} {value!r}: expected non-empty text"
+                )
+        if self.version is not None:
+            parse_version(self.version)
+
+    def replace(self, **changes: object) -> Target:
+        """Return a copy with the given fields changed."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
