@@ -63,11 +63,16 @@ class MessageTooLarge(LeveretError):
     """Raised on the sender when an encoded message exceeds the size limit."""
 
     def __init__(self, size: int, limit: int) -> None:
-        super().__init__(
-            f"encoded message is {size} bytes, over the limit of {limit} bytes"
-        )
+        # args are the constructor's arguments, so a caller can rebuild it.
+        super().__init__(size, limit)
         self.size = size
         self.limit = limit
+
+    def __str__(self) -> str:
+        return (
+            f"encoded message is {self.size} bytes, over the limit of "
+            f"{self.limit} bytes"
+        )
 
 
 class MessagingTimeout(LeveretError, TimeoutError):

@@ -168,6 +168,8 @@ class AsyncRPCServer:
                     len(late),
                     self.grace_period,
                 )
+        if self._listener is not None:
+            await self._listener.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._stopped.set()
         self._stopped_event().set()

@@ -9,12 +9,13 @@ from ._errors import InvalidTarget
 
 __all__ = ["Target", "parse_version"]
 
-_VERSION_PATTERN = re.compile(r"^(\d+)\.(\d+)$")
+# ASCII digits only, and fullmatch: "$" alone would accept a trailing newline.
+_VERSION_PATTERN = re.compile(r"([0-9]+)\.([0-9]+)")
 
 
 def parse_version(version: str) -> tuple[int, int]:
     """Split a ``"major.minor"`` version, raising :class:`InvalidTarget` if invalid."""
-    match = _VERSION_PATTERN.match(version)
+    match = _VERSION_PATTERN.fullmatch(version) if isinstance(version, str) else None
     if match is None:
         raise InvalidTarget(
             f"invalid version {version!r}: expected 'major.minor', e.g. '1.2'"

@@ -49,7 +49,9 @@ def dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value, default=_encode_extra, option=_ENCODE_OPTIONS)
     except orjson.JSONEncodeError as exc:
-        raise SerializationError(str(exc)) from exc
+        # orjson replaces the message of an error raised by _encode_extra with
+        # a generic one and keeps the original as __cause__.
+        raise SerializationError(str(exc.__cause__ or exc)) from exc
 
 
 def dumps_text(value: Any) -> str:

@@ -102,7 +102,14 @@ class Listener(Protocol):
     """The consumers started by one ``listen`` call."""
 
     async def stop(self) -> None:
-        """Cancel the consumers; no message is delivered after this returns."""
+        """Cancel the consumers; no message is delivered after this returns.
+
+        Messages already delivered can still be settled until :meth:`close`.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release the consumers' channel; unsettled messages are requeued."""
         ...
 
 

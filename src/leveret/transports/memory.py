@@ -176,6 +176,9 @@ class _MemoryListener:
             self._broker.cancel(queue, consumer)
         self._consumers = []
 
+    async def close(self) -> None:
+        await self.stop()
+
 
 def _fanout_exchange(address: Address) -> str:
     return f"{address.topic}_fanout"
@@ -275,7 +278,7 @@ class MemoryTransport(Transport):
         consumed: list[tuple[_Queue, _Consumer]] = []
         for address in addresses:
             key = address.routing_key
-            name = key if pool is None else f"{pool}_{key}"
+            name = key if pool is None else pool
             queue = self.broker.declare(name, durable=True)
             self.broker.bind(name, address.exchange, key)
             queue.add_consumer(consumer)

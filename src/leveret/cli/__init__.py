@@ -1,0 +1,51 @@
+"""The ``leveret`` console command.
+
+Each subcommand lives in its own module. To add one, import it here and
+register it with ``cli.add_command``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .._errors import LeveretError
+from .call import call, cast
+from .demo import demo
+from .serve import serve
+
+__all__ = ["cli", "main"]
+
+
+class LeveretGroup(click.Group):
+    """A command group that reports a :class:`~leveret.LeveretError` raised
+    by a subcommand as a one-line error (exit status 1) instead of a traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LeveretError as exc:
+            raise click.ClickException(" ".join(str(exc).split())) from exc
+
+
+@click.group(cls=LeveretGroup)
+@click.version_option(package_name="leveret")
+def cli() -> None:
+    """RPC over RabbitMQ, wire-compatible with oslo.messaging.
+
+    Run `leveret demo` for a tour, `leveret serve` to serve an object's
+    methods, and `leveret call` or `leveret cast` to send requests.
+    """
+
+
+cli.add_command(demo)
+cli.add_command(serve)
+cli.add_command(call)
+cli.add_command(cast)
+
+
+def main() -> None:
+    """Run the ``leveret`` command; the entry point of the console script."""
+    cli.main(prog_name="leveret")

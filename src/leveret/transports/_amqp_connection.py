@@ -1,0 +1,157 @@
+"""A RabbitMQ connection that reconnects by itself.
+
+One supervisor task per transport opens a connection to the first broker that
+accepts it (trying the URL's brokers in turn), runs the transport's
+``on_connected`` callback to declare every exchange, queue, binding and
+consumer again, then waits for the connection to close. When it does, the
+supervisor sleeps an exponential backoff with full jitter, capped, and
+starts over. Every failed attempt is logged at WARNING with the broker's
+address (password masked) and the error.
+
+The connection runs on the transport's own event loop thread, so its
+heartbeats keep flowing whatever the application does with its threads or
+its own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiormq
+import aiormq.abc
+
+from .._errors import ConnectionLost, TransportClosed
+from ._amqp_url import BrokerAddress, RabbitMQOptions
+
+logger = logging.getLogger("leveret.transport.rabbitmq")
+
+BACKOFF_FIRST = 0.2  # seconds before the first reconnect attempt, at most
+BACKOFF_CAP = 30.0  # seconds between attempts, at most
+
+
+class _Connection(aiormq.Connection):
+    # aiormq declares a connection dead when no frame arrived for
+    # (heartbeat + 1) * multiplier seconds and checks every heartbeat / 2;
+    # 1.4 keeps the detection within about two heartbeat intervals.
+    HEARTBEAT_GRACE_MULTIPLIER = 1.4  # type: ignore[assignment]
+
+
+def backoff_delay(attempt: int) -> float:
+    """Return a full-jitter exponential delay in seconds for *attempt* (0-based)."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_FIRST * (2**attempt))
+    return random.uniform(0, ceiling)
+
+
+class ConnectionSupervisor:
+    """Keep one connection open; call *on_connected* after each (re)connect."""
+
+    def __init__(
+        self,
+        options: RabbitMQOptions,
+        on_connected: Callable[[aiormq.abc.AbstractConnection], Awaitable[None]],
+    ) -> None:
+        self._options = options
+        self._on_connected = on_connected
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self.connection: aiormq.abc.AbstractConnection | None = None
+        self.broker: BrokerAddress | None = None
+        self.last_error: BaseException | None = None
+        self.connections_opened = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def ready(self) -> aiormq.abc.AbstractConnection:
+        """Wait until a connection is open (callers bound the wait)."""
+        self.start()
+        while True:
+            if self._closed:
+                raise TransportClosed("the RabbitMQ transport is closed")
+            await self._ready.wait()
+            connection = self.connection
+            if connection is not None and not connection.is_closed:
+                return connection
+
+    async def _run(self) -> None:
+        attempt = 0
+        brokers = self._options.brokers
+        while not self._closed:
+            broker = brokers[attempt % len(brokers)]
+            try:
+                connection = await self._connect(broker)
+            except Exception as exc:  # any failure to connect is retried
+                delay = backoff_delay(attempt)
+                logger.warning(
+                    "connection.failed broker=%s attempt=%d error=%r retry_in=%.2fs",
+                    broker.masked(),
+                    attempt + 1,
+                    exc,
+                    delay,
+                )
+                self.last_error = exc
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            await self._serve(connection, broker)
+
+    async def _connect(self, broker: BrokerAddress) -> aiormq.abc.AbstractConnection:
+        url = f"{broker.aiormq_url()}?heartbeat={self._options.heartbeat}"
+        connection = _Connection(url, context=self._options.ssl_context())
+        try:
+            async with asyncio.timeout(self._options.connection_timeout):
+                await connection.connect()
+                await self._on_connected(connection)
+        except BaseException:
+            await _close_quietly(connection)
+            raise
+        return connection
+
+    async def _serve(
+        self, connection: aiormq.abc.AbstractConnection, broker: BrokerAddress
+    ) -> None:
+        self.connection = connection
+        self.broker = broker
+        self.connections_opened += 1
+        self._ready.set()
+        logger.info("connection.opened broker=%s", broker.masked())
+        try:
+            await connection.closing
+        except BaseException as exc:  # the reason the connection closed
+            self.last_error = exc
+        self._ready.clear()
+        self.connection = None
+        if not self._closed:
+            logger.warning(
+                "connection.lost broker=%s error=%r; reconnecting",
+                broker.masked(),
+                self.last_error,
+            )
+
+    async def close(self) -> None:
+        self._closed = True
+        self._ready.set()  # wake waiters so that they see the transport closed
+        if self._task is not None:
+            self._task.cancel()
+        if self.connection is not None:
+            await _close_quietly(self.connection)
+            self.connection = None
+
+
+async def _close_quietly(connection: Any) -> None:
+    try:
+        await connection.close()
+    except Exception as exc:  # closing a broken connection can fail in many ways
+        logger.debug("connection.close_failed error=%r", exc)
+
+
+def lost(exc: BaseException) -> ConnectionLost:
+    """Translate an aiormq connection or channel failure, once, at the boundary."""
+    return ConnectionLost(f"RabbitMQ connection failed: {exc!r}")

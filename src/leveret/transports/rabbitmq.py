@@ -1,0 +1,477 @@
+"""The RabbitMQ (AMQP 0-9-1) transport, on aiormq.
+
+Topology, the same as oslo.messaging's rabbit driver uses:
+
+- the control exchange (topic type, default ``openstack``); a server consumes
+  queue ``TOPIC`` (shared by all servers of the topic) and ``TOPIC.SERVER``,
+  bound with those routing keys;
+- fanout exchange ``TOPIC_fanout`` (fanout type) with one queue per server,
+  ``TOPIC_fanout_<hex>``, whose name stays the same across reconnects;
+- replies are published through the default exchange with the caller's
+  reply queue name as the routing key;
+- notifications go to the control exchange with routing key
+  ``TOPIC.PRIORITY``, and queue ``TOPIC.PRIORITY`` (or the pool's queue)
+  keeps them until a listener takes them.
+
+Queues leveret declares are durable (or quorum, an option), or exclusive for
+reply and fanout queues, because RabbitMQ 4.3 rejects queues that are both
+non-durable and non-exclusive. When a queue or exchange already exists with
+other arguments (``PRECONDITION_FAILED``, e.g. declared by an oslo.messaging
+service with ``amqp_durable_queues = false``), leveret uses it as it is.
+
+Requests are published with the mandatory flag and publisher confirms, so a
+request that no queue would receive raises :class:`~leveret.NoServerError`
+at once; calls carry an expiration equal to their timeout so an abandoned
+request is not executed late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import aiormq
+import aiormq.abc
+from pamqp.commands import Basic
+
+from .._envelope import new_id
+from .._errors import NoServerError, TransportClosed
+from ._amqp_connection import ConnectionSupervisor, lost
+from ._amqp_url import RabbitMQOptions, parse_rabbitmq_url
+from .base import (
+    Address,
+    Listener,
+    MessageHandler,
+    NotificationAddress,
+    Transport,
+)
+
+__all__ = ["RabbitMQTransport"]
+
+logger = logging.getLogger("leveret.transport.rabbitmq")
+
+_CONTENT_TYPE = "application/json"
+_PERSISTENT = 2
+_TRANSIENT = 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Binding:
+    exchange: str
+    exchange_type: str
+    routing_key: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _QueueSpec:
+    """A queue to declare (again after each reconnect) and consume."""
+
+    name: str
+    bindings: tuple[_Binding, ...]
+    durable: bool = True
+    exclusive: bool = False
+    arguments: dict[str, Any] | None = None
+
+
+class _Delivery:
+    """One delivered message, settled on the channel it came from."""
+
+    __slots__ = ("body", "delivery_count", "redelivered", "_channel", "_tag")
+
+    def __init__(self, message: aiormq.abc.DeliveredMessage) -> None:
+        delivery = message.delivery
+        assert isinstance(delivery, Basic.Deliver)
+        self.body: bytes = message.body
+        self.redelivered = bool(delivery.redelivered)
+        headers = message.header.properties.headers or {}
+        count = headers.get("x-delivery-count")
+        self.delivery_count = count if isinstance(count, int) else int(self.redelivered)
+        self._channel = message.channel
+        self._tag: int = delivery.delivery_tag or 0
+
+    async def ack(self) -> None:
+        try:
+            await self._channel.basic_ack(self._tag, wait=False)
+        except (aiormq.AMQPError, RuntimeError) as exc:
+            # The channel closed; the broker redelivers the message.
+            logger.debug("delivery.ack_failed tag=%s error=%r", self._tag, exc)
+
+    async def reject(self, requeue: bool) -> None:
+        try:
+            await self._channel.basic_reject(self._tag, requeue=requeue, wait=False)
+        except (aiormq.AMQPError, RuntimeError) as exc:
+            logger.debug("delivery.reject_failed tag=%s error=%r", self._tag, exc)
+
+
+class _RabbitListener:
+    """Consumers of some queues on one channel, restarted after reconnects."""
+
+    def __init__(
+        self,
+        transport: RabbitMQTransport,
+        specs: Sequence[_QueueSpec],
+        handler: MessageHandler,
+        prefetch: int,
+        no_ack: bool = False,
+    ) -> None:
+        self._transport = transport
+        self.specs = tuple(specs)
+        self._handler = handler
+        self._prefetch = prefetch
+        self._no_ack = no_ack
+        self._channel: aiormq.abc.AbstractChannel | None = None
+        self._consumer_tags: list[str] = []
+
+    async def start(self, connection: aiormq.abc.AbstractConnection) -> None:
+        channel = await connection.channel(publisher_confirms=False)
+        await channel.basic_qos(prefetch_count=self._prefetch)
+        self._channel = channel
+        self._consumer_tags = []
+        for spec in self.specs:
+            await self._transport.declare_queue(connection, spec)
+            consume_ok = await channel.basic_consume(
+                spec.name, self._on_delivery, no_ack=self._no_ack
+            )
+            if consume_ok.consumer_tag is not None:
+                self._consumer_tags.append(consume_ok.consumer_tag)
+
+    async def _on_delivery(self, message: aiormq.abc.DeliveredMessage) -> None:
+        self._handler(_Delivery(message))
+
+    async def stop(self) -> None:
+        self._transport.forget(self)
+        channel = self._channel
+        if channel is None or channel.is_closed:
+            return
+        for tag in self._consumer_tags:
+            try:
+                await channel.basic_cancel(tag)
+            except (aiormq.AMQPError, RuntimeError) as exc:
+                logger.debug("consumer.cancel_failed tag=%s error=%r", tag, exc)
+        self._consumer_tags = []
+
+    async def close(self) -> None:
+        await self.stop()
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            try:
+                await channel.close()
+            except (aiormq.AMQPError, RuntimeError) as exc:
+                logger.debug("channel.close_failed error=%r", exc)
+
+
+class RabbitMQTransport(Transport):
+    """A transport on RabbitMQ. Create it with :func:`leveret.get_transport`.
+
+    Its connection, heartbeats and consumers run on an event loop thread of
+    its own; clients and servers on any thread or event loop use it.
+    """
+
+    def __init__(self, options: RabbitMQOptions) -> None:
+        super().__init__(options.exchange)
+        self.options = options
+        self.binding.bind_thread()
+        self._supervisor = ConnectionSupervisor(options, self._on_connected)
+        self._listeners: list[_RabbitListener] = []
+        self._reply_listener: _RabbitListener | None = None
+        self._reply_queue_name: str | None = None
+        self._publish_channel: aiormq.abc.AbstractChannel | None = None
+        self._declared: set[tuple[str, str]] = set()
+        self._channel_lock: asyncio.Lock | None = None
+
+    @classmethod
+    def from_url(cls, url: str | Sequence[str]) -> RabbitMQTransport:
+        return cls(parse_rabbitmq_url(url))
+
+    def __repr__(self) -> str:
+        return f"RabbitMQTransport(url={self.options.masked_url()!r})"
+
+    # Connection life cycle.
+
+    async def _on_connected(self, connection: aiormq.abc.AbstractConnection) -> None:
+        """Declare everything again and restart every consumer."""
+        self._declared.clear()
+        self._publish_channel = await connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        if self._reply_listener is not None:
+            await self._reply_listener.start(connection)
+        for listener in list(self._listeners):
+            await listener.start(connection)
+
+    async def _connection(self) -> aiormq.abc.AbstractConnection:
+        self.check_open()
+        return await self._supervisor.ready()
+
+    async def _channel(self) -> aiormq.abc.AbstractChannel:
+        """Return the publish channel, opening a new one if it was closed."""
+        connection = await self._connection()
+        channel = self._publish_channel
+        if channel is not None and not channel.is_closed:
+            return channel
+        if self._channel_lock is None:
+            self._channel_lock = asyncio.Lock()
+        async with self._channel_lock:
+            channel = self._publish_channel
+            if channel is None or channel.is_closed:
+                channel = await connection.channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
+                self._publish_channel = channel
+            return channel
+
+    def forget(self, listener: _RabbitListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    # Declarations.
+
+    async def _declare(
+        self,
+        connection: aiormq.abc.AbstractConnection,
+        kind: str,
+        name: str,
+        **arguments: Any,
+    ) -> None:
+        """Declare an exchange or queue on a throwaway channel.
+
+        A ``PRECONDITION_FAILED`` closes the channel it happened on, so the
+        declaration does not share a channel with publishing or consuming.
+        """
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            try:
+                await getattr(channel, f"{kind}_declare")(name, **arguments)
+            except aiormq.ChannelPreconditionFailed as exc:
+                logger.info(
+                    "%s.declare_mismatch name=%s error=%s; using it as declared",
+                    kind,
+                    name,
+                    exc,
+                )
+                channel = await connection.channel(publisher_confirms=False)
+                await getattr(channel, f"{kind}_declare")(name, passive=True)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    async def declare_exchange(
+        self, connection: aiormq.abc.AbstractConnection, name: str, exchange_type: str
+    ) -> None:
+        if (exchange_type, name) in self._declared:
+            return
+        # Non-durable, not auto-deleted, as oslo.messaging declares them by
+        # default (amqp_durable_queues = false); a durable one made first by
+        # another service is accepted as it is. Fanout exchanges auto-delete.
+        await self._declare(
+            connection,
+            "exchange",
+            name,
+            exchange_type=exchange_type,
+            durable=False,
+            auto_delete=exchange_type == "fanout",
+        )
+        self._declared.add((exchange_type, name))
+
+    async def declare_queue(
+        self, connection: aiormq.abc.AbstractConnection, spec: _QueueSpec
+    ) -> None:
+        for binding in spec.bindings:
+            await self.declare_exchange(
+                connection, binding.exchange, binding.exchange_type
+            )
+        if spec.exclusive:
+            # An exclusive queue can only be declared on this connection's
+            # channels, and never conflicts with another service's.
+            channel = await connection.channel(publisher_confirms=False)
+            try:
+                await channel.queue_declare(
+                    spec.name,
+                    exclusive=True,
+                    auto_delete=True,
+                    arguments=spec.arguments,
+                )
+            finally:
+                await channel.close()
+        else:
+            await self._declare(
+                connection,
+                "queue",
+                spec.name,
+                durable=spec.durable,
+                arguments=spec.arguments,
+            )
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            for binding in spec.bindings:
+                await channel.queue_bind(
+                    spec.name, binding.exchange, routing_key=binding.routing_key
+                )
+        finally:
+            await channel.close()
+
+    def _topic_queue_arguments(self) -> dict[str, Any] | None:
+        if self.options.quorum_queues:
+            return {"x-queue-type": "quorum"}
+        return None
+
+    # Publishing.
+
+    async def _publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        mandatory: bool,
+        persistent: bool,
+        expiration: float | None = None,
+    ) -> None:
+        channel = await self._channel()
+        properties = Basic.Properties(
+            content_type=_CONTENT_TYPE,
+            content_encoding="utf-8",
+            delivery_mode=_PERSISTENT if persistent else _TRANSIENT,
+            expiration=None
+            if expiration is None
+            else str(max(1, int(expiration * 1000))),
+        )
+        try:
+            await channel.basic_publish(
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=mandatory,
+            )
+        except aiormq.exceptions.PublishError:
+            destination = f"{exchange or '(default exchange)'}/{routing_key}"
+            raise NoServerError(
+                f"no queue receives messages for {destination}"
+            ) from None
+        except aiormq.ChannelNotFoundEntity:
+            raise NoServerError(f"exchange {exchange} does not exist") from None
+        except (aiormq.AMQPError, ConnectionError, RuntimeError) as exc:
+            if self.closed:
+                raise TransportClosed(f"{self!r} is closed") from exc
+            raise lost(exc) from exc
+
+    async def send(
+        self, address: Address, body: bytes, *, expiration: float | None = None
+    ) -> None:
+        connection = await self._connection()
+        if address.fanout:
+            exchange, exchange_type, key = (
+                f"{address.topic}_fanout",
+                "fanout",
+                address.topic,
+            )
+        elif address.server is not None:
+            exchange, exchange_type = address.exchange, "topic"
+            key = f"{address.topic}.{address.server}"
+        else:
+            exchange, exchange_type, key = address.exchange, "topic", address.topic
+        await self.declare_exchange(connection, exchange, exchange_type)
+        await self._publish(
+            exchange, key, body, mandatory=True, persistent=True, expiration=expiration
+        )
+
+    async def send_reply(self, reply_queue: str, body: bytes) -> None:
+        await self._publish("", reply_queue, body, mandatory=True, persistent=False)
+
+    async def reply_queue(self) -> str:
+        if self._reply_queue_name is not None:
+            return self._reply_queue_name
+        connection = await self._connection()
+        if self._reply_queue_name is None:
+            name = f"reply_{new_id()}"
+            spec = _QueueSpec(name, bindings=(), durable=False, exclusive=True)
+            listener = _RabbitListener(
+                self, [spec], self._on_reply, prefetch=0, no_ack=True
+            )
+            await listener.start(connection)
+            self._reply_listener = listener
+            self._reply_queue_name = name
+        return self._reply_queue_name
+
+    def _on_reply(self, message: Any) -> None:
+        self.replies.deliver(message.body)
+
+    # Consuming.
+
+    async def listen(
+        self,
+        addresses: Sequence[Address],
+        handler: MessageHandler,
+        *,
+        prefetch: int,
+    ) -> Listener:
+        specs = [self._queue_spec(address) for address in addresses]
+        return await self._start_listener(specs, handler, prefetch)
+
+    def _queue_spec(self, address: Address) -> _QueueSpec:
+        if address.fanout:
+            exchange = f"{address.topic}_fanout"
+            binding = _Binding(exchange, "fanout", address.topic)
+            name = f"{exchange}_{new_id()}"
+            return _QueueSpec(name, (binding,), durable=False, exclusive=True)
+        key = address.topic
+        if address.server is not None:
+            key = f"{address.topic}.{address.server}"
+        binding = _Binding(address.exchange, "topic", key)
+        return _QueueSpec(key, (binding,), arguments=self._topic_queue_arguments())
+
+    async def _start_listener(
+        self, specs: Sequence[_QueueSpec], handler: MessageHandler, prefetch: int
+    ) -> _RabbitListener:
+        connection = await self._connection()
+        listener = _RabbitListener(self, specs, handler, prefetch)
+        await listener.start(connection)
+        self._listeners.append(listener)
+        return listener
+
+    async def send_notification(
+        self, address: NotificationAddress, body: bytes, *, retry: int | None
+    ) -> None:
+        connection = await self._connection()
+        key = address.routing_key
+        if ("queue", key) not in self._declared:
+            binding = _Binding(address.exchange, "topic", key)
+            spec = _QueueSpec(key, (binding,), arguments=self._topic_queue_arguments())
+            await self.declare_queue(connection, spec)
+            self._declared.add(("queue", key))
+        await self._publish(
+            address.exchange, key, body, mandatory=False, persistent=True
+        )
+
+    async def listen_notifications(
+        self,
+        addresses: Sequence[NotificationAddress],
+        handler: MessageHandler,
+        *,
+        pool: str | None,
+        prefetch: int,
+    ) -> Listener:
+        bindings = [_Binding(a.exchange, "topic", a.routing_key) for a in addresses]
+        arguments = self._topic_queue_arguments()
+        if pool is not None:
+            # As oslo.messaging does: one queue named after the pool, bound to
+            # every routing key, shared by the pool's listeners.
+            specs = [_QueueSpec(pool, tuple(bindings), arguments=arguments)]
+        else:
+            specs = [
+                _QueueSpec(b.routing_key, (b,), arguments=arguments) for b in bindings
+            ]
+        return await self._start_listener(specs, handler, prefetch)
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for listener in list(self._listeners):
+            await listener.close()
+        self.replies.fail_all(TransportClosed(f"{self!r} was closed"))
+        await self._supervisor.close()
