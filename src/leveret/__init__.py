@@ -21,6 +21,14 @@ from ._errors import (
     TransportError,
     UnsupportedVersion,
 )
+from ._notification_batch import (
+    AsyncBatchNotificationListener,
+    BatchNotificationListener,
+)
+from ._notification_dispatch import NotificationResult
+from ._notification_filter import NotificationFilter
+from ._notification_listener import AsyncNotificationListener, NotificationListener
+from ._notifier import AsyncNotifier, Notifier
 from ._server import AsyncRPCServer, RPCServer
 from ._stream import AsyncReplyStream, ReplyStream
 from ._target import Target
@@ -28,9 +36,13 @@ from ._transport_url import get_transport
 from .transports.base import Transport
 
 __all__ = [
+    "AsyncBatchNotificationListener",
+    "AsyncNotificationListener",
+    "AsyncNotifier",
     "AsyncRPCClient",
     "AsyncRPCServer",
     "AsyncReplyStream",
+    "BatchNotificationListener",
     "ConfigurationError",
     "ConnectionLost",
     "ContextLogFilter",
@@ -40,6 +52,10 @@ __all__ = [
     "MessagingTimeout",
     "NoServerError",
     "NoSuchMethod",
+    "NotificationFilter",
+    "NotificationListener",
+    "NotificationResult",
+    "Notifier",
     "RPCClient",
     "RPCServer",
     "RemoteError",

@@ -76,7 +76,11 @@ class RequestContext:
         user_id = extra.pop("user_id", None) or values.get("user")
         project_id = extra.pop("project_id", None) or values.get("tenant")
         request_id = extra.pop("request_id", None)
-        return cls(user_id, project_id, request_id, **extra)
+        # extra is set after construction because, passed as keyword arguments,
+        # a received key such as "self" makes the constructor raise TypeError.
+        context = cls(user_id, project_id, request_id)
+        context.extra = extra
+        return context
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RequestContext):

@@ -13,7 +13,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import logging
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
 from typing import Any
 
 from . import _envelope
@@ -68,6 +68,8 @@ class RequestExecution:
         self._server_name = server_name
         self._executor = executor
         self._max_message_bytes = max_message_bytes
+        # The loop async methods run on, when not the transport's own.
+        self.app_loop: asyncio.AbstractEventLoop | None = None
         self._cancelled_streams: set[str] = set()
         self._active_streams: set[str] = set()
 
@@ -83,6 +85,26 @@ class RequestExecution:
         return await loop.run_in_executor(
             self._executor, call, _in_context, context, function, *args
         )
+
+    async def _on_app_loop(
+        self, context: RequestContext, coro: Coroutine[Any, Any, Any]
+    ) -> Any:
+        """Await *coro* with the request's context bound, on the app's loop."""
+
+        async def bound() -> Any:
+            set_current(context)
+            return await coro
+
+        loop = self.app_loop
+        if loop is None or loop is asyncio.get_running_loop():
+            return await coro
+        future = asyncio.run_coroutine_threadsafe(bound(), loop)
+        return await asyncio.wrap_future(future)
+
+    async def reply_failure(self, request: Request, exc: Exception) -> None:
+        """Send *exc* to the caller of a call; a cast gets nothing."""
+        if request.msg_id is not None and request.reply_q is not None:
+            await self._reply(request, failure=serialize_exception(exc))
 
     async def run(self, handler: Handler, request: Request) -> None:
         """Run the method; reply to calls; log the failure of a cast."""
@@ -107,16 +129,29 @@ class RequestExecution:
         function, kwargs = handler.function, request.args
         kind = handler.kind
         if kind is HandlerKind.ASYNC:
-            return await function(**kwargs)
+            return await self._on_app_loop(context, function(**kwargs))
         if kind is HandlerKind.SYNC:
             return await self._in_pool(context, _call_kwargs, function, kwargs)
         if kind is HandlerKind.SYNC_GENERATOR:
             iterator = await self._in_pool(context, _call_kwargs, function, kwargs)
             return await self._in_pool(context, _last_item, iterator)
         last = None
-        async for last in function(**kwargs):  # noqa: B007 - only the final item
+        async for last in self._async_items(function(**kwargs), context):  # noqa: B007
             pass
         return last
+
+    async def _async_items(
+        self, agen: AsyncGenerator[Any, None], context: RequestContext
+    ) -> AsyncGenerator[Any, None]:
+        """Iterate an async generator on the app's loop, one item at a time."""
+        try:
+            while True:
+                try:
+                    yield await self._on_app_loop(context, agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            await self._on_app_loop(context, agen.aclose())
 
     async def _items(
         self, handler: Handler, request: Request, context: RequestContext
@@ -125,12 +160,8 @@ class RequestExecution:
         function, kwargs = handler.function, request.args
         kind = handler.kind
         if kind is HandlerKind.ASYNC_GENERATOR:
-            agen = function(**kwargs)
-            try:
-                async for item in agen:
-                    yield item
-            finally:
-                await agen.aclose()
+            async for item in self._async_items(function(**kwargs), context):
+                yield item
         elif kind is HandlerKind.SYNC_GENERATOR:
             iterator = await self._in_pool(context, _call_kwargs, function, kwargs)
             try:

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import re
 import traceback
 from collections.abc import Collection
 from typing import Any
 
 from . import _errors, _values
-from ._errors import RemoteError
+from ._errors import NoSuchMethod, RemoteError, UnsupportedVersion
 
 # Exceptions of oslo.messaging's dispatcher that mean the same as leveret's.
 _OSLO_DISPATCHER = "oslo_messaging.rpc.dispatcher"
@@ -30,6 +31,16 @@ _LEVERET_MODULES = frozenset({"leveret", "leveret._errors"})
 # The suffix oslo.messaging appends to the class name of a rebuilt remote
 # exception; a chained remote error arrives with it.
 _REMOTE_SUFFIX = "_Remote"
+# oslo.messaging 18.x's dispatcher errors pass their whole message as the only
+# argument (oslo_messaging/rpc/dispatcher.py), so the method and version are
+# parsed back from the message.
+_OSLO_NO_SUCH_METHOD = re.compile(
+    r"Endpoint does not support RPC method (.*)", re.DOTALL
+)
+_OSLO_UNSUPPORTED_VERSION = re.compile(
+    r"Endpoint does not support RPC version (.*?)(?:\. Attempted method: (.*))?",
+    re.DOTALL,
+)
 
 
 def _json_safe(values: Any, fallback: Any) -> Any:
@@ -92,6 +103,21 @@ def _find_class(module: str, name: str, allowed: Collection[str]) -> type | None
     return None
 
 
+def _from_oslo_dispatcher(module: str, name: str, message: str) -> Exception | None:
+    """Rebuild oslo's NoSuchMethod or UnsupportedVersion as leveret's type."""
+    if module != _OSLO_DISPATCHER:
+        return None
+    if name == "NoSuchMethod":
+        match = _OSLO_NO_SUCH_METHOD.fullmatch(message)
+        if match is not None:
+            return NoSuchMethod(match.group(1))
+    elif name == "UnsupportedVersion":
+        match = _OSLO_UNSUPPORTED_VERSION.fullmatch(message)
+        if match is not None:
+            return UnsupportedVersion(match.group(1), match.group(2))
+    return None
+
+
 def deserialize_failure(failure_text: str, allowed: Collection[str]) -> Exception:
     """Rebuild the exception a ``failure`` field describes."""
     try:
@@ -108,13 +134,16 @@ def deserialize_failure(failure_text: str, allowed: Collection[str]) -> Exceptio
     args = failure.get("args") or []
     kwargs = failure.get("kwargs") or {}
 
-    klass = _find_class(str(failure.get("module", "")), name, allowed)
-    if klass is None or not isinstance(args, list) or not isinstance(kwargs, dict):
-        return RemoteError(name, message, trace_text)
-    try:
-        exc: Exception = klass(*args, **kwargs)
-    except Exception:  # any constructor signature mismatch
-        return RemoteError(name, message, trace_text)
+    module = str(failure.get("module", ""))
+    exc = _from_oslo_dispatcher(module, name, message)
+    if exc is None:
+        klass = _find_class(module, name, allowed)
+        if klass is None or not isinstance(args, list) or not isinstance(kwargs, dict):
+            return RemoteError(name, message, trace_text)
+        try:
+            exc = klass(*args, **kwargs)
+        except Exception:  # any constructor signature mismatch
+            return RemoteError(name, message, trace_text)
     if trace_text:
         exc.add_note(f"Remote traceback:\n{trace_text.rstrip()}")
     return exc

@@ -19,11 +19,17 @@ from types import TracebackType
 from typing import Self
 
 from . import _envelope
-from ._dispatcher import AccessPolicy, Dispatcher
+from ._delivery import (
+    DEFAULT_MAX_REDELIVERIES,
+    AckPolicy,
+    RecentIds,
+    RedeliveryCounter,
+    check_ack_policy,
+)
+from ._dispatcher import AccessPolicy, Dispatcher, Handler
 from ._envelope import Cancel, MalformedMessage, Request
 from ._errors import InvalidTarget, NoSuchMethod, TransportClosed, UnsupportedVersion
 from ._execution import RequestExecution
-from ._remote_errors import serialize_exception
 from ._target import Target
 from .transports.base import Address, IncomingMessage, Listener, Transport
 
@@ -47,6 +53,11 @@ class AsyncRPCServer:
         with ``_``) or ``"exposed"`` (only those marked with ``@leveret.expose``).
     :param grace_period: seconds ``stop()`` lets requests in progress finish.
     :param prefetch: messages the broker may deliver before they are settled.
+    :param ack_policy: ``"before"`` acknowledges a request before its method
+        runs (at most once), ``"after"`` once it returned (at least once). An
+        endpoint object's own ``ack_policy`` attribute overrides it.
+    :param max_redeliveries: a request redelivered more often is dropped
+        (or dead-lettered) with an ERROR log.
     """
 
     def __init__(
@@ -60,6 +71,8 @@ class AsyncRPCServer:
         grace_period: float = DEFAULT_GRACE_PERIOD,
         prefetch: int = DEFAULT_PREFETCH,
         max_message_bytes: int = _envelope.DEFAULT_MAX_MESSAGE_BYTES,
+        ack_policy: AckPolicy = "before",
+        max_redeliveries: int = DEFAULT_MAX_REDELIVERIES,
     ) -> None:
         if not isinstance(target, Target) or target.topic is None:
             raise InvalidTarget(f"a server's target needs a topic, got {target!r}")
@@ -74,7 +87,14 @@ class AsyncRPCServer:
         self.server_name = target.server or socket.gethostname()
         self.grace_period = grace_period
         self.prefetch = prefetch
+        self.ack_policy = check_ack_policy(ack_policy, "the server")
+        for endpoint in endpoints:
+            policy = getattr(endpoint, "ack_policy", None)
+            if policy is not None:
+                check_ack_policy(policy, f"endpoint {endpoint!r}")
         self._dispatcher = Dispatcher(endpoints, access_policy)
+        self._recent_ids = RecentIds()
+        self._redeliveries = RedeliveryCounter(max_redeliveries)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers, thread_name_prefix=f"leveret-{target.topic}"
         )
@@ -103,7 +123,12 @@ class AsyncRPCServer:
         ]
 
     async def start(self) -> None:
-        """Start consuming; requests are handled from now on."""
+        """Start consuming; requests are handled from now on.
+
+        ``async def`` endpoint methods run on the event loop that awaits
+        this, even when the transport's I/O runs on a thread of its own.
+        """
+        self._execution.app_loop = asyncio.get_running_loop()
         await self.transport.binding.run_async(self._start())
 
     async def stop(self) -> None:
@@ -185,8 +210,6 @@ class AsyncRPCServer:
         task.add_done_callback(self._in_progress.discard)
 
     async def _handle(self, message: IncomingMessage) -> None:
-        # Acknowledged before dispatch: a request runs at most once.
-        await message.ack()
         try:
             request = _envelope.decode_request(message.body)
         except MalformedMessage as exc:
@@ -196,13 +219,52 @@ class AsyncRPCServer:
                 self.server_name,
                 exc,
             )
+            await message.reject(requeue=False)
             return
         if isinstance(request, Cancel):
+            await message.ack()
             self._execution.cancel_stream(request.msg_id)
             return
-        await self._dispatch(request)
+        if not await self._admit(message, request):
+            return
+        handler = await self._lookup(message, request)
+        if handler is not None:
+            await self._run(message, request, handler)
 
-    async def _dispatch(self, request: Request) -> None:
+    async def _admit(self, message: IncomingMessage, request: Request) -> bool:
+        """Drop duplicates and requests redelivered too often."""
+        unique_id = request.unique_id
+        if unique_id is not None and unique_id in self._recent_ids:
+            logger.info(
+                "request.duplicate topic=%s method=%s unique_id=%s; dropped",
+                self.target.topic,
+                request.method,
+                unique_id,
+            )
+            await message.ack()
+            return False
+        redeliveries = self._redeliveries.count(
+            unique_id, message.redelivered, message.delivery_count
+        )
+        if self._redeliveries.exceeded(redeliveries):
+            logger.error(
+                "request.poison topic=%s method=%s unique_id=%s redeliveries=%d; "
+                "rejected without requeue (dead-lettered if the queue has a "
+                "dead-letter exchange)",
+                self.target.topic,
+                request.method,
+                unique_id,
+                redeliveries,
+            )
+            await message.reject(requeue=False)
+            return False
+        if unique_id is not None:
+            self._recent_ids.add(unique_id)
+        return True
+
+    async def _lookup(
+        self, message: IncomingMessage, request: Request
+    ) -> Handler | None:
         logger.debug(
             "request.started topic=%s method=%s msg_id=%s unique_id=%s",
             self.target.topic,
@@ -211,10 +273,11 @@ class AsyncRPCServer:
             request.unique_id,
         )
         try:
-            handler = self._dispatcher.lookup(
+            return self._dispatcher.lookup(
                 request.namespace, request.version, request.method
             )
         except (NoSuchMethod, UnsupportedVersion) as exc:
+            await message.ack()
             logger.info(
                 "request.rejected topic=%s method=%s msg_id=%s error=%s",
                 self.target.topic,
@@ -222,13 +285,25 @@ class AsyncRPCServer:
                 request.msg_id,
                 exc,
             )
-            if request.msg_id is not None and request.reply_q is not None:
-                body = _envelope.encode_reply(
-                    request.msg_id, None, serialize_exception(exc), ending=True
-                )
-                await self.transport.send_reply(request.reply_q, body)
+            await self._execution.reply_failure(request, exc)
+            return None
+
+    async def _run(
+        self, message: IncomingMessage, request: Request, handler: Handler
+    ) -> None:
+        endpoint = getattr(handler.function, "__self__", None)
+        policy = getattr(endpoint, "ack_policy", None) or self.ack_policy
+        if policy == "before":
+            await message.ack()
+            await self._execution.run(handler, request)
             return
-        await self._execution.run(handler, request)
+        try:
+            await self._execution.run(handler, request)
+        except asyncio.CancelledError:
+            # Stopped before the method returned: another server takes it.
+            await message.reject(requeue=True)
+            raise
+        await message.ack()
 
 
 class RPCServer:
@@ -249,6 +324,8 @@ class RPCServer:
         grace_period: float = DEFAULT_GRACE_PERIOD,
         prefetch: int = DEFAULT_PREFETCH,
         max_message_bytes: int = _envelope.DEFAULT_MAX_MESSAGE_BYTES,
+        ack_policy: AckPolicy = "before",
+        max_redeliveries: int = DEFAULT_MAX_REDELIVERIES,
     ) -> None:
         self._server = AsyncRPCServer(
             transport,
@@ -259,6 +336,8 @@ class RPCServer:
             grace_period=grace_period,
             prefetch=prefetch,
             max_message_bytes=max_message_bytes,
+            ack_policy=ack_policy,
+            max_redeliveries=max_redeliveries,
         )
 
     @property

@@ -9,6 +9,9 @@ import click
 
 __all__ = ["load_endpoint"]
 
+# Names the argument in the usage errors raised here.
+_PARAM_HINT = "'MODULE:ATTR'"
+
 
 def _import_module(name: str) -> object:
     try:
@@ -22,7 +25,8 @@ def _import_module(name: str) -> object:
             raise
         raise click.BadParameter(
             f"module {name!r} not found: check the name, and --app-dir if the "
-            "module is not installed"
+            "module is not installed",
+            param_hint=_PARAM_HINT,
         ) from None
 
 
@@ -40,7 +44,8 @@ def load_endpoint(spec: str) -> object:
     module_name, separator, attribute_path = spec.partition(":")
     if not separator or not module_name or not attribute_path:
         raise click.BadParameter(
-            f"invalid endpoint {spec!r}: expected MODULE:ATTR, e.g. myapp.rpc:Compute"
+            f"invalid endpoint {spec!r}: expected MODULE:ATTR, e.g. myapp.rpc:Compute",
+            param_hint=_PARAM_HINT,
         )
     found = _import_module(module_name)
     for attribute in attribute_path.split("."):
@@ -48,7 +53,8 @@ def load_endpoint(spec: str) -> object:
             found = getattr(found, attribute)
         except AttributeError:
             raise click.BadParameter(
-                f"attribute {attribute_path!r} not found in module {module_name!r}"
+                f"attribute {attribute_path!r} not found in module {module_name!r}",
+                param_hint=_PARAM_HINT,
             ) from None
     if not (inspect.isclass(found) or inspect.isroutine(found)):
         return found
@@ -56,8 +62,9 @@ def load_endpoint(spec: str) -> object:
         inspect.signature(found).bind()
     except TypeError:
         raise click.BadParameter(
-            f"{spec} needs arguments, but serve calls it without any: point "
-            "to a class or function that takes none, or to an endpoint object"
+            f"{spec!r} needs arguments, but serve calls it without any: point "
+            "to a class or function that takes none, or to an endpoint object",
+            param_hint=_PARAM_HINT,
         ) from None
     except ValueError:
         pass  # no signature available (some built-ins): just try the call

@@ -236,7 +236,7 @@ def run_demo(url: str) -> None:
     click.echo(f"stopped {len(WORKER_NAMES)} workers and closed the transports")
 
 
-@click.command()
+@click.command(short_help="Show requests between a scheduler and three workers.")
 @url_option(
     default="memory://demo",
     help_text=(

@@ -346,6 +346,10 @@ class RabbitMQTransport(Transport):
                 routing_key=routing_key,
                 properties=properties,
                 mandatory=mandatory,
+                # Do not hold the channel lock until the frame is written:
+                # the broker's confirm (awaited here anyway) tells more, and
+                # waiting serializes every publish on the channel.
+                wait=False,
             )
         except aiormq.exceptions.PublishError:
             destination = f"{exchange or '(default exchange)'}/{routing_key}"
@@ -375,8 +379,15 @@ class RabbitMQTransport(Transport):
         else:
             exchange, exchange_type, key = address.exchange, "topic", address.topic
         await self.declare_exchange(connection, exchange, exchange_type)
+        # A call (it has an expiration) is useless after its deadline, so it
+        # is not written to disk; a cast is, to survive a broker restart.
         await self._publish(
-            exchange, key, body, mandatory=True, persistent=True, expiration=expiration
+            exchange,
+            key,
+            body,
+            mandatory=True,
+            persistent=expiration is None,
+            expiration=expiration,
         )
 
     async def send_reply(self, reply_queue: str, body: bytes) -> None:

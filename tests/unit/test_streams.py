@@ -1,0 +1,198 @@
+"""Streamed replies from generator methods."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from harness import WAIT_SECONDS, Api
+
+import leveret
+
+
+class Generators:
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+        self.release = threading.Event()
+
+    def count(self, n: int) -> Iterator[int]:
+        yield from range(n)
+
+    async def count_async(self, n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            await asyncio.sleep(0)
+            yield i
+
+    def with_none(self) -> Iterator[Any]:
+        yield 1
+        yield None
+        yield 2
+        yield None
+
+    def fail_after_two(self) -> Iterator[int]:
+        yield 1
+        yield 2
+        raise ValueError("broke at item 3")
+
+    async def fail_after_two_async(self) -> AsyncIterator[int]:
+        yield 1
+        yield 2
+        raise ValueError("broke at item 3")
+
+    def endless(self) -> Iterator[int]:
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+                time.sleep(0.005)
+        finally:
+            self.closed.set()
+
+    async def endless_async(self) -> AsyncIterator[int]:
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+                await asyncio.sleep(0.005)
+        finally:
+            self.closed.set()
+
+    def one_then_stall(self) -> Iterator[str]:
+        yield "first"
+        self.release.wait(WAIT_SECONDS)
+        yield "late"
+
+    def plain(self, value: Any) -> Any:
+        return value
+
+    def unsendable_item(self) -> Iterator[Any]:
+        yield 1
+        yield object()
+        yield 3
+
+
+@pytest.mark.parametrize("method", ["count", "count_async"])
+def test_stream_items_in_order(api: Api, method: str) -> None:
+    api.serve([Generators()])
+    items, error = api.stream(api.client(), method, n=20)
+    assert error is None
+    assert items == list(range(20))
+
+
+@pytest.mark.parametrize("method", ["count", "count_async"])
+def test_stream_empty_generator(api: Api, method: str) -> None:
+    api.serve([Generators()])
+    items, error = api.stream(api.client(), method, n=0)
+    assert error is None
+    assert items == []
+
+
+def test_stream_none_item_continues(api: Api) -> None:
+    api.serve([Generators()])
+    items, error = api.stream(api.client(), "with_none")
+    assert error is None
+    assert items == [1, None, 2, None]
+
+
+@pytest.mark.parametrize("method", ["fail_after_two", "fail_after_two_async"])
+def test_stream_error_after_items(api: Api, method: str) -> None:
+    api.serve([Generators()])
+    items, error = api.stream(api.client(), method)
+    assert items == [1, 2]
+    assert isinstance(error, ValueError)
+    assert str(error) == "broke at item 3"
+
+
+@pytest.mark.parametrize("method", ["endless", "endless_async"])
+def test_stream_close_stops_generator(api: Api, method: str) -> None:
+    generators = Generators()
+    api.serve([generators])
+    client = api.client()
+    items, error = api.stream(client, method, take=3)
+    assert error is None
+    assert items == [0, 1, 2]
+    assert generators.closed.wait(WAIT_SECONDS)
+    assert api.call(client, "plain", value="served") == "served"
+
+
+def test_stream_item_deadline(api: Api) -> None:
+    generators = Generators()
+    api.serve([generators])
+    try:
+        items, error = api.stream(api.client(timeout=0.3), "one_then_stall")
+    finally:
+        generators.release.set()
+    assert items == ["first"]
+    assert isinstance(error, leveret.MessagingTimeout)
+    assert "next item" in str(error)
+
+
+@pytest.mark.parametrize("value", [5, None, [1, 2]])
+def test_stream_plain_method_one_item(api: Api, value: Any) -> None:
+    api.serve([Generators()])
+    items, error = api.stream(api.client(), "plain", value=value)
+    assert error is None
+    assert items == [value]
+
+
+def test_stream_unsendable_item_ends_stream(api: Api) -> None:
+    api.serve([Generators()])
+    client = api.client()
+    items, error = api.stream(client, "unsendable_item")
+    assert items == [1]
+    assert isinstance(error, leveret.RemoteError)
+    assert error.exc_type == "SerializationError"
+    assert api.call(client, "plain", value=1) == 1
+
+
+@pytest.mark.parametrize("method", ["count", "count_async"])
+def test_call_generator_returns_last_item(api: Api, method: str) -> None:
+    api.serve([Generators()])
+    client = api.client()
+    assert api.call(client, method, n=4) == 3
+    assert api.call(client, method, n=0) is None
+
+
+@pytest.mark.parametrize("method", ["fail_after_two", "fail_after_two_async"])
+def test_call_generator_raises_its_error(api: Api, method: str) -> None:
+    api.serve([Generators()])
+    with pytest.raises(ValueError, match="broke at item 3"):
+        api.call(api.client(), method)
+
+
+def test_stream_sends_on_first_item(api: Api) -> None:
+    api.serve([Generators()])
+    client = api.client(topic="nobody-listens")
+    stream = client.stream("count", n=1)  # nothing is sent yet
+    assert isinstance(stream, (leveret.ReplyStream, leveret.AsyncReplyStream))
+    items, error = api.stream(client, "count", n=1)
+    assert items == []
+    assert isinstance(error, leveret.NoServerError)
+
+
+def test_stream_iterated_after_end(api: Api) -> None:
+    api.serve([Generators()])
+    client = api.client()
+    if isinstance(client, leveret.RPCClient):
+        stream = client.stream("count", n=2)
+        assert list(stream) == [0, 1]
+        assert list(stream) == []
+        stream.close()
+        return
+
+    async def drain_twice() -> tuple[list[Any], list[Any]]:
+        stream = client.stream("count", n=2)
+        first = [item async for item in stream]
+        second = [item async for item in stream]
+        await stream.aclose()
+        return first, second
+
+    first, second = api.run(drain_twice())
+    assert first == [0, 1]
+    assert second == []
