@@ -15,7 +15,7 @@ from typing import Any, Self
 
 from . import _envelope
 from ._context import RequestContext, get_context
-from ._errors import InvalidTarget, MessagingTimeout
+from ._errors import ConfigurationError, InvalidTarget, MessagingTimeout
 from ._remote_errors import deserialize_failure
 from ._stream import AsyncReplyStream, ReplyStream, StreamRequest
 from ._target import Target
@@ -47,9 +47,9 @@ class _ClientConfig:
         if target.topic is None:
             raise InvalidTarget("a client's target needs a topic")
         if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-            raise InvalidTarget(f"invalid timeout {timeout!r}: expected seconds")
+            raise ConfigurationError(f"invalid timeout {timeout!r}: expected seconds")
         if not timeout > 0:
-            raise InvalidTarget(f"invalid timeout {timeout!r}: must be above 0 s")
+            raise ConfigurationError(f"invalid timeout {timeout!r}: must be above 0 s")
         self.transport = transport
         self.target = target
         self.timeout = float(timeout)

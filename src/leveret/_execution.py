@@ -29,12 +29,22 @@ logger = logging.getLogger("leveret.server")
 _EXHAUSTED: Any = object()
 
 
+class EndpointExit(Exception):
+    """An endpoint method raised SystemExit or KeyboardInterrupt.
+
+    Let through, these would stop the server's event loop thread; they are
+    reported to the caller as this error instead.
+    """
+
+
 def _in_context(
     context: RequestContext, function: Callable[..., Any], *args: Any
 ) -> Any:
     token = set_current(context)
     try:
         return function(*args)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise EndpointExit(f"endpoint method raised {exc!r}") from exc
     finally:
         reset_current(token)
 
@@ -93,11 +103,14 @@ class RequestExecution:
 
         async def bound() -> Any:
             set_current(context)
-            return await coro
+            try:
+                return await coro
+            except (SystemExit, KeyboardInterrupt) as exc:
+                raise EndpointExit(f"endpoint method raised {exc!r}") from exc
 
         loop = self.app_loop
         if loop is None or loop is asyncio.get_running_loop():
-            return await coro
+            return await bound()
         future = asyncio.run_coroutine_threadsafe(bound(), loop)
         return await asyncio.wrap_future(future)
 

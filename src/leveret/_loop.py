@@ -18,6 +18,8 @@ from ._errors import TransportClosed
 
 T = TypeVar("T")
 
+# Seconds between checks that the loop still runs, while a blocking call waits.
+_LIVENESS_CHECK_SECONDS = 1.0
 # Seconds to wait for the loop thread to finish its pending callbacks on stop.
 _STOP_JOIN_SECONDS = 5.0
 
@@ -111,6 +113,12 @@ class LoopBinding:
             )
         _check_open(loop, coro)
         future = asyncio.run_coroutine_threadsafe(coro, loop)
+        # The coroutine bounds its own wait; the periodic check only notices
+        # a loop that died and so will never finish it.
+        while not concurrent.futures.wait([future], _LIVENESS_CHECK_SECONDS)[0]:
+            if not loop.is_running():
+                future.cancel()
+                raise TransportClosed("the transport's event loop stopped")
         try:
             return future.result()
         except concurrent.futures.CancelledError:

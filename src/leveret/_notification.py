@@ -36,8 +36,8 @@ __all__ = [
     "utc_timestamp",
 ]
 
-# The priorities oslo.messaging knows, in lower case. Endpoint methods are
-# named after them; ``warn`` is the method for the WARN priority.
+# The priorities oslo.messaging defines, in lower case. Endpoint methods are
+# named after them, and ``warn`` is the method for the WARN priority.
 PRIORITIES = ("audit", "debug", "info", "warn", "error", "critical", "sample")
 
 

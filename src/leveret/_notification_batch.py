@@ -70,9 +70,10 @@ class AsyncBatchNotificationListener(ListenerCore):
     :param batch_size: messages in one batch, at most.
     :param batch_timeout: seconds a batch waits for more messages after its
         first one arrived, before it is delivered as it is.
-    :param prefetch: messages the broker may deliver before they are settled;
-        default: the larger of ``batch_size`` and 64. A batch never holds more
-        than *prefetch* messages, since no more arrive until some are settled.
+    :param prefetch: messages the broker may deliver before they are settled.
+        The default is the larger of ``batch_size`` and 64. On RabbitMQ a batch
+        contains at most *prefetch* messages, because no more arrive until
+        some are settled.
     """
 
     def __init__(

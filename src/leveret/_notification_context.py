@@ -1,4 +1,4 @@
-"""Which request context fields a notifier sends.
+"""The allow-list of request context fields that a notifier sends.
 
 Notifications are often stored and read by other teams (billing, auditing,
 search indexes), so by default a notifier sends only the fields named in

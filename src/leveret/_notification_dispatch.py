@@ -37,7 +37,7 @@ __all__ = [
 
 
 class NotificationResult(enum.StrEnum):
-    """What an endpoint method may return.
+    """The values an endpoint method may return.
 
     The values are oslo.messaging's strings, so ``return "requeue"`` from an
     endpoint written for oslo.messaging works too. None means HANDLED.
@@ -169,7 +169,7 @@ class NotificationDispatcher:
     async def _outcome(
         self, callback: Callback, context: RequestContext | None, *args: Any
     ) -> DispatchOutcome | None:
-        """Run *callback*; return an outcome when it stops the dispatch."""
+        """Run *callback* and return an outcome when it stops the dispatch."""
         try:
             result = await self._run(callback, context, *args)
         except Exception as exc:

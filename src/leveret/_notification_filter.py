@@ -105,7 +105,7 @@ class NotificationFilter:
         metadata: Mapping[str, Any],
         payload: Any,
     ) -> bool:
-        """Tell whether a notification passes; the arguments are oslo's, in order.
+        """Tell whether a notification passes. The arguments are oslo's, in order.
 
         *context* is the received context as a dict of ``_context_`` fields.
         """

@@ -278,7 +278,7 @@ class ListenerCore:
         await message.reject(requeue=True)
 
     async def decode(self, message: IncomingMessage) -> Notification | None:
-        """Decode *message*; reject a malformed one for good and return None."""
+        """Decode *message*, or reject a malformed one for good and return None."""
         try:
             return decode_notification(message.body)
         except MalformedMessage as exc:
@@ -289,11 +289,11 @@ class ListenerCore:
             return None
 
     def check_priority(self, notification: Notification) -> bool:
-        """Tell whether *notification* has a known priority; log it when not."""
+        """Tell whether *notification* has a known priority, and log it when not."""
         if notification.priority in PRIORITIES:
             return True
         logger.warning(
-            "notification.unknown_priority %s %s; acknowledged without dispatch",
+            "notification.unknown_priority %s %s reason=no such priority, acknowledged",
             self._label(),
             describe(notification),
         )

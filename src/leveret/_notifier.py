@@ -63,7 +63,7 @@ class _Outgoing:
 
 
 class _NotifierConfig:
-    """What a notifier and its ``prepare`` copies share."""
+    """Settings shared by a notifier and its ``prepare`` copies."""
 
     def __init__(
         self,
@@ -131,7 +131,7 @@ class _NotifierConfig:
 
 
 async def _send(config: _NotifierConfig, outgoing: _Outgoing) -> None:
-    """Publish to every topic, each with its own retries; runs on the loop."""
+    """Publish to every topic, each with its own retries, on the transport's loop."""
     transport = config.transport
     for address, body in outgoing.bodies:
         description = (
@@ -154,7 +154,7 @@ class _NotifierBase:
 
     :param transport: from :func:`leveret.get_transport`.
     :param publisher_id: who sends, by convention ``SERVICE.HOST`` (e.g.
-        ``compute.host1``); None is allowed and sent as null.
+        ``compute.host1``). None is allowed and sent as null.
     :param topics: each notification goes to each of these topics.
     :param retry: retries after a failed attempt, counted as oslo.messaging
         does: None retries until *timeout*, 0 never retries, N retries N times.

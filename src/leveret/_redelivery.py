@@ -21,7 +21,7 @@ TRACKED_MESSAGES = 10_000  # message ids whose requeues a listener remembers
 
 
 class RedeliveryLimit:
-    """Count requeues per message id; tell when a message must be dropped."""
+    """Count requeues per message id, and tell when a message must be dropped."""
 
     def __init__(self, max_redeliveries: int, capacity: int = TRACKED_MESSAGES) -> None:
         self.max_redeliveries = max_redeliveries
@@ -33,7 +33,7 @@ class RedeliveryLimit:
         return max(broker_count, self._counts.get(key, 0))
 
     def allow_requeue(self, key: str, broker_count: int) -> bool:
-        """Count one more requeue of *key*; False once the bound is reached."""
+        """Count one more requeue of *key*, unless the bound is reached (False)."""
         earlier = self.deliveries_before(key, broker_count)
         if earlier >= self.max_redeliveries:
             self._counts.pop(key, None)

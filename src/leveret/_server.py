@@ -132,7 +132,13 @@ class AsyncRPCServer:
         await self.transport.binding.run_async(self._start())
 
     async def stop(self) -> None:
-        """Stop taking requests and let those in progress finish (grace period)."""
+        """Stop taking requests and let those in progress finish (grace period).
+
+        A no-op once the transport is closed, which stopped every consumer.
+        """
+        if self.transport.closed:
+            self._stopped.set()
+            return
         await self.transport.binding.run_async(self._stop())
 
     async def wait(self) -> None:
@@ -205,9 +211,21 @@ class AsyncRPCServer:
     def _on_message(self, message: IncomingMessage) -> None:
         if self._stopping:
             return
-        task = asyncio.get_running_loop().create_task(self._handle(message))
+        task = asyncio.get_running_loop().create_task(self._handle_safely(message))
         self._in_progress.add(task)
         task.add_done_callback(self._in_progress.discard)
+
+    async def _handle_safely(self, message: IncomingMessage) -> None:
+        try:
+            await self._handle(message)
+        except Exception:
+            # A bug in leveret or the transport, not in the endpoint method:
+            # log it so that it is seen, and keep serving.
+            logger.exception(
+                "request.crashed topic=%s server=%s",
+                self.target.topic,
+                self.server_name,
+            )
 
     async def _handle(self, message: IncomingMessage) -> None:
         try:
@@ -353,8 +371,15 @@ class RPCServer:
         self._server.transport.binding.run_blocking(self._server._start())
 
     def stop(self) -> None:
-        """Stop taking requests and let those in progress finish (grace period)."""
-        self._server.transport.binding.run_blocking(self._server._stop())
+        """Stop taking requests and let those in progress finish (grace period).
+
+        A no-op once the transport is closed, which stopped every consumer.
+        """
+        server = self._server
+        if server.transport.closed:
+            server._stopped.set()
+            return
+        server.transport.binding.run_blocking(server._stop())
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server has stopped; False if *timeout* seconds passed."""

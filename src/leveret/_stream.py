@@ -99,13 +99,18 @@ class AsyncReplyStream:
                 return item
 
     async def close_on_loop(self) -> None:
-        if self._done:
+        if self._done or self._queue is None:
+            self._done = True
             return
         self._finish()
-        if self._server is None:
-            return
         request = self._request
-        address = dataclasses.replace(request.address, server=self._server)
+        if self._server is not None:
+            address = dataclasses.replace(request.address, server=self._server)
+        else:
+            # No item arrived yet, so the server that took the request is
+            # unknown: every server of the topic gets the cancel, and the
+            # ones without this stream ignore it.
+            address = dataclasses.replace(request.address, server=None, fanout=True)
         try:
             await request.transport.send(address, _envelope.encode_cancel(self._msg_id))
         except LeveretError as exc:

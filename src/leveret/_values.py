@@ -15,7 +15,9 @@ dataclass              a dict of its fields
 ``enum.Enum``          its value
 =====================  ==================================================
 
-Anything else raises :class:`~leveret.SerializationError`. Nothing is ever
+Floats NaN and infinity arrive as ``null`` (JSON has no such numbers), and
+integers outside the signed and unsigned 64-bit ranges raise
+:class:`~leveret.SerializationError`, as does any other type. Nothing is ever
 unpickled: decoding only produces dicts, lists, text, numbers, booleans and None.
 """
 

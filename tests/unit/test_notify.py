@@ -431,7 +431,8 @@ def test_each_topic_gets_copy(api: Driver) -> None:
     first = listen_raw(api, topic="t1")
     second = listen_raw(api, topic="t2")
     api.send(api.notifier(topics=["t1", "t2"]), "info", "e", {})
-    assert wait_until(lambda: len(first.bodies) == 1 and len(second.bodies) == 1)
+    assert wait_until(lambda: len(first.bodies) == 1)
+    assert wait_until(lambda: len(second.bodies) == 1)
     one, two = first.bodies[0]["message"], second.bodies[0]["message"]
     assert one["message_id"] == two["message_id"]
     assert one["_unique_id"] != two["_unique_id"]

@@ -11,8 +11,11 @@ from typing import Any
 import click
 
 from .._errors import LeveretError
+from .bench import bench
 from .call import call, cast
 from .demo import demo
+from .listen import listen
+from .notify import notify
 from .serve import serve
 
 __all__ = ["cli", "main"]
@@ -44,6 +47,9 @@ cli.add_command(demo)
 cli.add_command(serve)
 cli.add_command(call)
 cli.add_command(cast)
+cli.add_command(notify)
+cli.add_command(listen)
+cli.add_command(bench)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from .._client import DEFAULT_TIMEOUT, RPCClient
+from .._errors import RemoteError
 from .._target import Target
 from .._transport_url import get_transport
 from ._options import exchange_option, server_option, url_option
@@ -68,7 +69,7 @@ def _request_options(function: F) -> F:
 def _raise_failure(operation: str, topic: str, method: str, exc: Exception) -> NoReturn:
     """Raise a one-line ClickException for an exception of the request."""
     message = " ".join(str(exc).split())
-    if not message.startswith("remote error"):
+    if not isinstance(exc, RemoteError):  # its text already names the type
         message = f"{type(exc).__name__}: {message}"
     raise click.ClickException(f"{operation} of {topic}.{method} failed: {message}")
 

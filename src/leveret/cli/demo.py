@@ -26,8 +26,9 @@ __all__ = ["QuotaExceeded", "Worker", "demo"]
 TOPIC = "demo-compute"
 WORKER_NAMES = ("worker-1", "worker-2", "worker-3")
 FREE_CORES = 16
-# Seconds the demo waits for the workers to handle a cast before going on.
-CAST_WAIT_SECONDS = 5.0
+# Seconds the demo waits to learn which workers handled a request, which for
+# a cast is also the wait for the cast to take effect.
+HANDLED_WAIT_SECONDS = 5.0
 # Seconds between the items of the streamed countdown, so they arrive apart.
 STREAM_ITEM_DELAY = 0.05
 # Seconds a stopping worker lets a request in progress finish.
@@ -125,6 +126,10 @@ def _format_request(method: str, arguments: dict[str, Any]) -> str:
     return f"{TOPIC}.{method}({text})"
 
 
+def _format_workers(workers: list[str]) -> str:
+    return ", ".join(workers) if workers else "no demo worker"
+
+
 def _echo_step(kind: str, text: str) -> None:
     click.echo(f"{kind:<7}{text}")
 
@@ -145,25 +150,28 @@ class _Scheduler:
         started = time.perf_counter()
         result = client.call(method, **arguments)
         elapsed = time.perf_counter() - started
-        (worker,) = self._log.wait_for(request_id, 1, CAST_WAIT_SECONDS)
+        workers = self._log.wait_for(request_id, 1, HANDLED_WAIT_SECONDS)
         where = "" if server is None else f" on server {server}"
         _echo_step(
             "call",
             f"{_format_request(method, arguments)}{where} -> {result!r}"
-            f"  [{worker}, {elapsed * 1000:.1f} ms]",
+            f"  [{_format_workers(workers)}, {elapsed * 1000:.1f} ms]",
         )
 
     def cast(self, method: str, *, fanout: bool = False, **arguments: Any) -> None:
         client, request_id = self._prepared(fanout=fanout)
         client.cast(method, **arguments)
         expected = len(WORKER_NAMES) if fanout else 1
-        workers = self._log.wait_for(request_id, expected, CAST_WAIT_SECONDS)
-        taken = "reached " if fanout else "taken by "
+        workers = self._log.wait_for(request_id, expected, HANDLED_WAIT_SECONDS)
+        outcome = "reached" if fanout else "taken by"
         if len(workers) < expected:
-            taken = f"after {CAST_WAIT_SECONDS:g} s only {len(workers)} of " + taken
+            outcome = (
+                f"after {HANDLED_WAIT_SECONDS:g} s, {expected} expected, {outcome}"
+            )
         _echo_step(
             "fanout" if fanout else "cast",
-            f"{_format_request(method, arguments)}  [{taken}{', '.join(workers)}]",
+            f"{_format_request(method, arguments)}"
+            f"  [{outcome} {_format_workers(workers)}]",
         )
 
     def stream(self, method: str, **arguments: Any) -> None:
@@ -174,8 +182,8 @@ class _Scheduler:
             for item in items:
                 click.echo(f" {item!r}", nl=False)
         elapsed = time.perf_counter() - started
-        (worker,) = self._log.wait_for(request_id, 1, CAST_WAIT_SECONDS)
-        click.echo(f"  [{worker}, {elapsed * 1000:.1f} ms]")
+        workers = self._log.wait_for(request_id, 1, HANDLED_WAIT_SECONDS)
+        click.echo(f"  [{_format_workers(workers)}, {elapsed * 1000:.1f} ms]")
 
     def call_raising(self, method: str, **arguments: Any) -> None:
         client, _ = self._prepared()

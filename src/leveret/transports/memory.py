@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import itertools
 import logging
 import threading
@@ -54,10 +55,14 @@ class _Consumer:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
+        # A fresh context, so that no context variable of the sender leaks
+        # into the receiver, as with a real broker.
         if running is self.loop:
-            self.loop.call_soon(self.handler, message)
+            self.loop.call_soon(self.handler, message, context=contextvars.Context())
         else:
-            self.loop.call_soon_threadsafe(self.handler, message)
+            self.loop.call_soon_threadsafe(
+                self.handler, message, context=contextvars.Context()
+            )
 
 
 class _Message:

@@ -38,7 +38,7 @@ import aiormq.abc
 from pamqp.commands import Basic
 
 from .._envelope import new_id
-from .._errors import NoServerError, TransportClosed
+from .._errors import NoServerError, TransportClosed, TransportError
 from ._amqp_connection import ConnectionSupervisor, lost
 from ._amqp_url import RabbitMQOptions, parse_rabbitmq_url
 from .base import (
@@ -266,15 +266,23 @@ class RabbitMQTransport(Transport):
         # Non-durable, not auto-deleted, as oslo.messaging declares them by
         # default (amqp_durable_queues = false); a durable one made first by
         # another service is accepted as it is. Fanout exchanges auto-delete.
+        auto_delete = exchange_type == "fanout"
         await self._declare(
             connection,
             "exchange",
             name,
             exchange_type=exchange_type,
             durable=False,
-            auto_delete=exchange_type == "fanout",
+            auto_delete=auto_delete,
         )
-        self._declared.add((exchange_type, name))
+        # The broker deletes a fanout exchange with its last queue, so it is
+        # declared again before each use. A publish to a deleted exchange
+        # closes the shared publish channel (NOT_FOUND) under every publish in
+        # flight on it, and can get the whole connection closed.
+        # NOTE: an exchange deleted between this declare and the publish still
+        # closes the channel.
+        if not auto_delete:
+            self._declared.add((exchange_type, name))
 
     async def declare_queue(
         self, connection: aiormq.abc.AbstractConnection, spec: _QueueSpec
@@ -330,7 +338,6 @@ class RabbitMQTransport(Transport):
         persistent: bool,
         expiration: float | None = None,
     ) -> None:
-        channel = await self._channel()
         properties = Basic.Properties(
             content_type=_CONTENT_TYPE,
             content_encoding="utf-8",
@@ -340,6 +347,7 @@ class RabbitMQTransport(Transport):
             else str(max(1, int(expiration * 1000))),
         )
         try:
+            channel = await self._channel()
             await channel.basic_publish(
                 body,
                 exchange=exchange,
@@ -349,7 +357,7 @@ class RabbitMQTransport(Transport):
                 # Do not hold the channel lock until the frame is written:
                 # the broker's confirm (awaited here anyway) tells more, and
                 # waiting serializes every publish on the channel.
-                wait=False,
+                wait=False,  # type: ignore[call-arg]
             )
         except aiormq.exceptions.PublishError:
             destination = f"{exchange or '(default exchange)'}/{routing_key}"
@@ -359,9 +367,13 @@ class RabbitMQTransport(Transport):
         except aiormq.ChannelNotFoundEntity:
             raise NoServerError(f"exchange {exchange} does not exist") from None
         except (aiormq.AMQPError, ConnectionError, RuntimeError) as exc:
-            if self.closed:
-                raise TransportClosed(f"{self!r} is closed") from exc
-            raise lost(exc) from exc
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: BaseException) -> TransportError:
+        """Translate an aiormq failure into TransportClosed or ConnectionLost."""
+        if self.closed:
+            return TransportClosed(f"{self!r} is closed")
+        return lost(exc)
 
     async def send(
         self, address: Address, body: bytes, *, expiration: float | None = None
@@ -378,7 +390,10 @@ class RabbitMQTransport(Transport):
             key = f"{address.topic}.{address.server}"
         else:
             exchange, exchange_type, key = address.exchange, "topic", address.topic
-        await self.declare_exchange(connection, exchange, exchange_type)
+        try:
+            await self.declare_exchange(connection, exchange, exchange_type)
+        except (aiormq.AMQPError, ConnectionError, RuntimeError) as exc:
+            raise self._failure(exc) from exc
         # A call (it has an expiration) is useless after its deadline, so it
         # is not written to disk; a cast is, to survive a broker restart.
         await self._publish(

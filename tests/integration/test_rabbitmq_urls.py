@@ -1,0 +1,238 @@
+"""Transport URLs on a real broker: failover, options, and masked passwords."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import urllib.parse
+import uuid
+from collections.abc import Callable
+
+import pika
+import pytest
+from broker_api import WAIT_SECONDS, new_topic, wait_until
+
+import leveret
+
+# Only used on ports nothing listens on, or refused by the broker: the guest
+# user can log in with password guest only.
+SECRET = "Zq7-unmistakable-Secret-Pw"
+
+
+class Service:
+    def ping(self) -> str:
+        return "pong"
+
+
+def _port(url: str) -> int:
+    port = urllib.parse.urlsplit(url).port
+    assert port is not None
+    return port
+
+
+def _call_ping(transport: leveret.Transport, timeout: float = WAIT_SECONDS) -> str:
+    topic = new_topic()
+    with leveret.RPCServer(transport, leveret.Target(topic, server="s1"), [Service()]):
+        client = leveret.RPCClient(transport, leveret.Target(topic), timeout=timeout)
+        result: str = client.call("ping")
+        return result
+
+
+def _supervisor(transport: leveret.Transport):  # type: ignore[no-untyped-def]
+    return transport._supervisor  # type: ignore[attr-defined]
+
+
+# Several brokers.
+
+
+def test_failover_to_second_broker(
+    amqp_url: str,
+    closed_port: int,
+    make_transport: Callable[[str], leveret.Transport],
+) -> None:
+    good = _port(amqp_url)
+    url = f"amqp://guest:guest@127.0.0.1:{closed_port},guest:guest@127.0.0.1:{good}/"
+    transport = make_transport(url)
+
+    assert _call_ping(transport) == "pong"
+    assert _supervisor(transport).broker.port == good
+
+
+def test_list_of_urls_fails_over(
+    amqp_url: str,
+    closed_port: int,
+    make_transport: Callable[[list[str]], leveret.Transport],
+) -> None:
+    urls = [f"amqp://guest:guest@127.0.0.1:{closed_port}/", amqp_url]
+    transport = make_transport(urls)
+
+    assert _call_ping(transport) == "pong"
+
+
+# Query options.
+
+
+def test_heartbeat_option_negotiated(
+    amqp_url: str, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    transport = make_transport(f"{amqp_url}?heartbeat=7")
+
+    assert _call_ping(transport) == "pong"
+    connection = _supervisor(transport).connection
+    assert connection.connection_tune.heartbeat == 7
+
+
+def test_exchange_option_used(
+    amqp_url: str, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    exchange = f"it-exchange-{uuid.uuid4().hex}"
+    transport = make_transport(f"{amqp_url}?exchange={exchange}")
+    topic = new_topic()
+    target = leveret.Target(topic, server="s1")
+    default_transport = make_transport(amqp_url)
+
+    with leveret.RPCServer(transport, target, [Service()]):
+        client = leveret.RPCClient(transport, leveret.Target(topic), timeout=10)
+        assert client.call("ping") == "pong"
+        # The topic's queue is bound to the other exchange only.
+        elsewhere = leveret.RPCClient(default_transport, leveret.Target(topic))
+        with pytest.raises(leveret.NoServerError):
+            elsewhere.call("ping")
+
+    parameters = pika.URLParameters(amqp_url)
+    with pika.BlockingConnection(parameters) as connection:
+        channel = connection.channel()
+        # Raises ChannelClosedByBroker (NOT_FOUND) if the exchange is missing.
+        channel.exchange_declare(exchange, passive=True)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "nonsense=1",
+        "heartbeat=often",
+        "heartbeat=-1",
+        "prefetch=0",
+        "prefetch=1.5",
+        "connection_timeout=soon",
+        "quorum_queues=maybe",
+    ],
+)
+def test_bad_option_raises(query: str) -> None:
+    with pytest.raises(leveret.ConfigurationError):
+        leveret.get_transport(f"amqp://guest:guest@127.0.0.1:5672/?{query}")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "amqp://guest:guest@127.0.0.1:notaport/",
+        "amqp://guest:guest@:5672/",
+        "amqpx://guest:guest@127.0.0.1:5672/",
+        "amqp://guest:guest@127.0.0.1:99999/",
+    ],
+)
+def test_bad_url_raises(url: str) -> None:
+    with pytest.raises(leveret.ConfigurationError):
+        leveret.get_transport(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"amqp://guest:{SECRET}@127.0.0.1:notaport/",
+        f"amqp://guest:{SECRET}@127.0.0.1:5672/?nonsense=1",
+        f"guest:{SECRET}@127.0.0.1:5672/",
+    ],
+    ids=["bad-port", "bad-option", "no-scheme"],
+)
+def test_bad_url_error_masks_password(url: str) -> None:
+    with pytest.raises(leveret.ConfigurationError) as caught:
+        leveret.get_transport(url)
+
+    assert SECRET not in str(caught.value)
+
+
+# Passwords in repr, logs and errors.
+
+
+def _texts_of(records: list[logging.LogRecord]) -> list[str]:
+    """Every text a log handler could print for *records*, tracebacks included."""
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    return [formatter.format(record) for record in records]
+
+
+def _exception_texts(exc: BaseException) -> list[str]:
+    texts = [str(exc), repr(exc)]
+    texts.extend(traceback.format_exception(exc))
+    return texts
+
+
+def test_password_hidden_on_bad_port(
+    caplog: pytest.LogCaptureFixture,
+    closed_port: int,
+    make_transport: Callable[[str], leveret.Transport],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    transport = make_transport(f"amqp://guest:{SECRET}@127.0.0.1:{closed_port}/")
+    client = leveret.RPCClient(transport, leveret.Target(new_topic()), timeout=2)
+
+    with pytest.raises(leveret.MessagingTimeout) as caught:
+        client.call("ping")
+    # Let the supervisor log a few failed attempts.
+    assert wait_until(lambda: _supervisor(transport).last_error is not None)
+
+    assert SECRET not in repr(transport)
+    assert SECRET not in str(transport)
+    for text in _exception_texts(caught.value):
+        assert SECRET not in text
+    for text in _exception_texts(_supervisor(transport).last_error):
+        assert SECRET not in text
+    assert caplog.records, "no log records were captured"
+    for text in _texts_of(caplog.records):
+        assert SECRET not in text
+
+
+def test_password_hidden_on_refused_login(
+    caplog: pytest.LogCaptureFixture,
+    amqp_url: str,
+    make_transport: Callable[[str], leveret.Transport],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    port = _port(amqp_url)
+    transport = make_transport(f"amqp://guest:{SECRET}@127.0.0.1:{port}/")
+    client = leveret.RPCClient(transport, leveret.Target(new_topic()), timeout=2)
+
+    with pytest.raises(leveret.MessagingTimeout) as caught:
+        client.call("ping")
+
+    assert _supervisor(transport).last_error is not None
+    for text in _exception_texts(caught.value):
+        assert SECRET not in text
+    for text in _exception_texts(_supervisor(transport).last_error):
+        assert SECRET not in text
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings, "the refused login was not logged"
+    for text in _texts_of(caplog.records):
+        assert SECRET not in text
+
+
+def test_failover_logs_mask_password(
+    caplog: pytest.LogCaptureFixture,
+    amqp_url: str,
+    closed_port: int,
+    make_transport: Callable[[str], leveret.Transport],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    good = _port(amqp_url)
+    url = f"amqp://guest:{SECRET}@127.0.0.1:{closed_port},guest:guest@127.0.0.1:{good}/"
+    transport = make_transport(url)
+
+    assert _call_ping(transport) == "pong"
+
+    assert SECRET not in repr(transport)
+    failed = [r for r in caplog.records if "connection.failed" in r.getMessage()]
+    assert failed, "the failed attempt on the closed port was not logged"
+    assert f"127.0.0.1:{closed_port}" in failed[0].getMessage()
+    for text in _texts_of(caplog.records):
+        assert SECRET not in text
