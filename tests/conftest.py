@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import subprocess
 import tempfile
 import urllib.parse
@@ -64,6 +65,11 @@ class Broker:
     def stop(self) -> None:
         subprocess.run([str(STOP), str(self.state_dir)], check=False, timeout=60)
 
+    def remove(self) -> None:
+        """Stop the broker and delete its state folder."""
+        self.stop()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
 
 @pytest.fixture(scope="session")
 def amqp_url() -> Iterator[str]:
@@ -76,7 +82,7 @@ def amqp_url() -> Iterator[str]:
     try:
         yield broker.start()
     finally:
-        broker.stop()
+        broker.remove()
 
 
 @pytest.fixture
@@ -87,4 +93,4 @@ def own_broker() -> Iterator[Broker]:
     try:
         yield broker
     finally:
-        broker.stop()
+        broker.remove()

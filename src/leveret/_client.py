@@ -198,6 +198,18 @@ async def _call(
         transport.replies.unregister(msg_id)
 
 
+async def _cast(config: _ClientConfig, method: str, body: bytes) -> None:
+    """Publish a cast; the client's timeout bounds the wait for the broker."""
+    try:
+        async with asyncio.timeout(config.timeout):
+            await config.transport.send(config.address, body)
+    except TimeoutError:
+        raise MessagingTimeout(
+            f"cast of {method} to {config.address} was not accepted by the "
+            f"broker within {config.timeout:g} s"
+        ) from None
+
+
 class _ClientBase:
     """Constructor and ``prepare`` shared by the asyncio and blocking clients.
 
@@ -286,9 +298,7 @@ class AsyncRPCClient(_ClientBase):
         config = self._config
         config.check_call("cast", method)
         body = config.encode(method, kwargs, config.context_dict())
-        await config.transport.binding.run_async(
-            config.transport.send(config.address, body)
-        )
+        await config.transport.binding.run_async(_cast(config, method, body))
 
     def stream(self, method: str, /, **kwargs: Any) -> AsyncReplyStream:
         """Iterate the items a generator method yields, as they arrive."""
@@ -314,9 +324,7 @@ class RPCClient(_ClientBase):
         config = self._config
         config.check_call("cast", method)
         body = config.encode(method, kwargs, config.context_dict())
-        config.transport.binding.run_blocking(
-            config.transport.send(config.address, body)
-        )
+        config.transport.binding.run_blocking(_cast(config, method, body))
 
     def stream(self, method: str, /, **kwargs: Any) -> ReplyStream:
         """Iterate the items a generator method yields, as they arrive."""

@@ -58,8 +58,13 @@ class RequestContext:
         self.extra: dict[str, Any] = extra
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the context as a flat dict of JSON-serializable values."""
+        """Return the context as a flat dict of JSON-serializable values.
+
+        ``user`` repeats ``user_id`` because oslo.context's ``from_dict``
+        (6.x) reads the user id from that key.
+        """
         values = dict(self.extra)
+        values["user"] = self.user_id
         values["user_id"] = self.user_id
         values["project_id"] = self.project_id
         values["request_id"] = self.request_id
@@ -69,11 +74,13 @@ class RequestContext:
     def from_dict(cls, values: Mapping[str, Any]) -> RequestContext:
         """Build a context from :meth:`to_dict` output or an oslo.context dict.
 
-        oslo.context's older ``user`` and ``tenant`` keys stand in for a missing
-        ``user_id`` and ``project_id``; they are also kept in ``extra``.
+        oslo.context's ``user`` and older ``tenant`` keys stand in for a
+        missing ``user_id`` and ``project_id``; ``tenant`` is also kept in
+        ``extra``, while ``user`` is written again by :meth:`to_dict`.
         """
         extra = dict(values)
-        user_id = extra.pop("user_id", None) or values.get("user")
+        user = extra.pop("user", None)
+        user_id = extra.pop("user_id", None) or user
         project_id = extra.pop("project_id", None) or values.get("tenant")
         request_id = extra.pop("request_id", None)
         # extra is set after construction because, passed as keyword arguments,

@@ -80,6 +80,9 @@ class Request:
     msg_id: str | None = None
     reply_q: str | None = None
     stream: bool = False
+    # oslo.messaging's call monitor: the caller wants a reply with ending
+    # false every _timeout / 2 seconds while the method runs.
+    call_monitor_timeout: float | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -176,6 +179,13 @@ def _optional_text(message: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
+def _optional_number(message: Mapping[str, Any], key: str) -> float | None:
+    value = message.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
 def decode_request(body: bytes | str) -> Request | Cancel:
     """Decode a request body, raising :class:`MalformedMessage` if invalid."""
     message = unwrap(body)
@@ -198,6 +208,7 @@ def decode_request(body: bytes | str) -> Request | Cancel:
         msg_id=_optional_text(message, "_msg_id"),
         reply_q=_optional_text(message, "_reply_q"),
         stream=message.get("_leveret_stream") is True,
+        call_monitor_timeout=_optional_number(message, "_timeout"),
     )
 
 

@@ -27,6 +27,9 @@ from .transports.base import Transport
 logger = logging.getLogger("leveret.server")
 
 _EXHAUSTED: Any = object()
+# Seconds a reply may wait for the broker (e.g. during a reconnect) before it
+# is dropped; the caller's own deadline has usually passed by then.
+REPLY_SEND_TIMEOUT = 30.0
 
 
 class EndpointExit(Exception):
@@ -47,6 +50,13 @@ def _in_context(
         raise EndpointExit(f"endpoint method raised {exc!r}") from exc
     finally:
         reset_current(token)
+
+
+async def _exits_reported(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        return await coro
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise EndpointExit(f"endpoint method raised {exc!r}") from exc
 
 
 def _call_kwargs(function: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
@@ -100,17 +110,15 @@ class RequestExecution:
         self, context: RequestContext, coro: Coroutine[Any, Any, Any]
     ) -> Any:
         """Await *coro* with the request's context bound, on the app's loop."""
+        loop = self.app_loop
+        if loop is None or loop is asyncio.get_running_loop():
+            # This task already has the request's context bound (see run).
+            return await _exits_reported(coro)
 
         async def bound() -> Any:
             set_current(context)
-            try:
-                return await coro
-            except (SystemExit, KeyboardInterrupt) as exc:
-                raise EndpointExit(f"endpoint method raised {exc!r}") from exc
+            return await _exits_reported(coro)
 
-        loop = self.app_loop
-        if loop is None or loop is asyncio.get_running_loop():
-            return await bound()
         future = asyncio.run_coroutine_threadsafe(bound(), loop)
         return await asyncio.wrap_future(future)
 
@@ -126,6 +134,7 @@ class RequestExecution:
         if request.msg_id is not None and request.stream:
             await self._stream(handler, request, context)
             return
+        heartbeat = self._start_heartbeat(request)
         try:
             result = await self._result(handler, request, context)
         except Exception as exc:
@@ -133,8 +142,33 @@ class RequestExecution:
             if request.msg_id is not None:
                 await self._reply(request, failure=serialize_exception(exc))
             return
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
         if request.msg_id is not None:
             await self._reply(request, result)
+
+    def _start_heartbeat(self, request: Request) -> asyncio.Task[None] | None:
+        """Send oslo.messaging's call-monitor replies while a call runs.
+
+        An oslo caller with ``call_monitor_timeout`` sets ``_timeout`` and
+        expects a reply with ``ending`` false every ``int(_timeout) / 2``
+        seconds; its server sends none when that is under a second.
+        """
+        timeout = request.call_monitor_timeout
+        if request.msg_id is None or timeout is None:
+            return None
+        interval = int(timeout) / 2
+        if interval < 1:
+            return None
+        return asyncio.get_running_loop().create_task(
+            self._heartbeat(request, interval)
+        )
+
+    async def _heartbeat(self, request: Request, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self._reply(request, None, ending=False)
 
     async def _result(
         self, handler: Handler, request: Request, context: RequestContext
@@ -252,7 +286,17 @@ class RequestExecution:
             )
             sendable = False
         try:
-            await self._transport.send_reply(request.reply_q, body)
+            async with asyncio.timeout(REPLY_SEND_TIMEOUT):
+                await self._transport.send_reply(request.reply_q, body)
+        except TimeoutError:
+            logger.warning(
+                "reply.failed method=%s msg_id=%s error=broker did not accept the "
+                "reply within %g s",
+                request.method,
+                request.msg_id,
+                REPLY_SEND_TIMEOUT,
+            )
+            return False
         except NoServerError:
             logger.info(
                 "reply.dropped method=%s msg_id=%s reason=reply queue %s is gone",

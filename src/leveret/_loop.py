@@ -40,14 +40,26 @@ class LoopThread:
         try:
             self.loop.run_forever()
         finally:
+            self._finish_tasks()
             self.loop.close()
+
+    def _finish_tasks(self) -> None:
+        """Cancel what still runs (e.g. a client library's heartbeat task)
+        and let it clean up, as ``asyncio.run`` does."""
+        tasks = asyncio.all_tasks(self.loop)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            gathered = asyncio.gather(*tasks, return_exceptions=True)
+            self.loop.run_until_complete(gathered)
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
 
     @property
     def thread(self) -> threading.Thread:
         return self._thread
 
-    def stop(self) -> None:
-        """Stop the loop and join the thread; safe to call twice."""
+    def stop(self, wait: bool = True) -> None:
+        """Stop the loop and, if *wait*, join the thread; safe to call twice."""
         if self.loop.is_closed():
             return
         if threading.current_thread() is self._thread:
@@ -57,7 +69,8 @@ class LoopThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
         except RuntimeError:  # closed in the meantime
             return
-        self._thread.join(_STOP_JOIN_SECONDS)
+        if wait:
+            self._thread.join(_STOP_JOIN_SECONDS)
 
 
 class LoopBinding:
@@ -124,9 +137,10 @@ class LoopBinding:
         except concurrent.futures.CancelledError:
             raise TransportClosed("the transport's event loop stopped") from None
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Stop the loop thread this binding started, if any."""
         if self.loop_thread is not None:
-            self.loop_thread.stop()
+            self.loop_thread.stop(wait)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -39,7 +39,6 @@ logger = logging.getLogger("leveret.server")
 
 DEFAULT_MAX_WORKERS = 64  # threads that run sync endpoint methods
 DEFAULT_GRACE_PERIOD = 30.0  # seconds stop() waits for requests in progress
-DEFAULT_PREFETCH = 64  # unacknowledged messages the broker may send ahead
 
 
 class AsyncRPCServer:
@@ -52,7 +51,8 @@ class AsyncRPCServer:
     :param access_policy: ``"public"`` (every method whose name does not start
         with ``_``) or ``"exposed"`` (only those marked with ``@leveret.expose``).
     :param grace_period: seconds ``stop()`` lets requests in progress finish.
-    :param prefetch: messages the broker may deliver before they are settled.
+    :param prefetch: messages the broker may deliver before they are settled;
+        None takes the transport's (the ``prefetch`` URL option, default 64).
     :param ack_policy: ``"before"`` acknowledges a request before its method
         runs (at most once), ``"after"`` once it returned (at least once). An
         endpoint object's own ``ack_policy`` attribute overrides it.
@@ -69,7 +69,7 @@ class AsyncRPCServer:
         max_workers: int = DEFAULT_MAX_WORKERS,
         access_policy: AccessPolicy = "public",
         grace_period: float = DEFAULT_GRACE_PERIOD,
-        prefetch: int = DEFAULT_PREFETCH,
+        prefetch: int | None = None,
         max_message_bytes: int = _envelope.DEFAULT_MAX_MESSAGE_BYTES,
         ack_policy: AckPolicy = "before",
         max_redeliveries: int = DEFAULT_MAX_REDELIVERIES,
@@ -86,7 +86,9 @@ class AsyncRPCServer:
         self.target = target
         self.server_name = target.server or socket.gethostname()
         self.grace_period = grace_period
-        self.prefetch = prefetch
+        self.prefetch = transport.default_prefetch if prefetch is None else prefetch
+        if self.prefetch < 1:
+            raise InvalidTarget(f"invalid prefetch {prefetch}: must be 1 or more")
         self.ack_policy = check_ack_policy(ack_policy, "the server")
         for endpoint in endpoints:
             policy = getattr(endpoint, "ack_policy", None)
@@ -340,7 +342,7 @@ class RPCServer:
         max_workers: int = DEFAULT_MAX_WORKERS,
         access_policy: AccessPolicy = "public",
         grace_period: float = DEFAULT_GRACE_PERIOD,
-        prefetch: int = DEFAULT_PREFETCH,
+        prefetch: int | None = None,
         max_message_bytes: int = _envelope.DEFAULT_MAX_MESSAGE_BYTES,
         ack_policy: AckPolicy = "before",
         max_redeliveries: int = DEFAULT_MAX_REDELIVERIES,

@@ -112,8 +112,11 @@ class AsyncReplyStream:
             # ones without this stream ignore it.
             address = dataclasses.replace(request.address, server=None, fanout=True)
         try:
-            await request.transport.send(address, _envelope.encode_cancel(self._msg_id))
-        except LeveretError as exc:
+            async with asyncio.timeout(request.timeout):
+                await request.transport.send(
+                    address, _envelope.encode_cancel(self._msg_id)
+                )
+        except (LeveretError, TimeoutError) as exc:
             logger.info(
                 "stream.cancel_failed msg_id=%s server=%s error=%s",
                 self._msg_id,

@@ -261,11 +261,6 @@ def test_leveret_to_oslo_fields(
     assert "auth_token" not in ctxt
 
 
-@pytest.mark.xfail(
-    reason="leveret sends the context key user_id, but oslo.context 6.5's "
-    "RequestContext.from_dict reads the user id from the key user",
-    strict=True,
-)
 def test_leveret_to_oslo_request_context(
     leveret_transport: Any, start_oslo_listener: Callable[..., Any]
 ) -> None:

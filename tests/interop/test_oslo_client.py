@@ -210,11 +210,6 @@ def test_empty_generator_gets_none(client: Any) -> None:
     assert client.call({}, "count", n=0) is None
 
 
-@pytest.mark.xfail(
-    raises=om.MessagingTimeout,
-    reason="leveret servers send no call-monitor heartbeats: an oslo caller "
-    "with call_monitor_timeout times out on a method that runs longer",
-)
 def test_call_monitor_gets_heartbeats(client: Any) -> None:
     # An oslo server sends a heartbeat every call_monitor_timeout / 2 seconds
     # (RPCDispatcher._watchdog), and the caller times out without one.

@@ -88,6 +88,7 @@ def test_context_dict_round_trip() -> None:
     )
     values = context.to_dict()
     assert values == {
+        "user": "alice",
         "user_id": "alice",
         "project_id": "project-a",
         "request_id": "req-7",
@@ -125,6 +126,7 @@ def test_received_context_odd_keys_served(api: Api) -> None:
     api.run(api.transport.send(address, body))
     assert reader.noted.get(timeout=WAIT_SECONDS) == {
         "self": 1,
+        "user": "odd",
         "user_id": "odd",
         "project_id": None,
         "request_id": reader.last_request_id,

@@ -95,16 +95,22 @@ def run_listen(
 
     monkeypatch.setattr(_Printer, "print_notification", counting)
 
+    returned = threading.Event()
+
     def interrupt() -> None:
         for _ in range(expected_lines):
             printed.acquire(timeout=WAIT_SECONDS)
-        os.kill(os.getpid(), signal.SIGINT)
+        # A SIGINT after listen returned would stop the whole test run.
+        if not returned.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
 
     thread = threading.Thread(target=interrupt, daemon=True)
     thread.start()
-    result = CliRunner().invoke(listen, arguments)
-    thread.join(WAIT_SECONDS)
-    return result
+    try:
+        return CliRunner().invoke(listen, arguments)
+    finally:
+        returned.set()
+        thread.join(WAIT_SECONDS)
 
 
 def test_listen_prints_json(

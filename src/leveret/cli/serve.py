@@ -90,7 +90,7 @@ def _stop_signals(stop_requested: threading.Event) -> Iterator[list[str]]:
     type=click.IntRange(min=1),
     default=DEFAULT_MAX_WORKERS,
     show_default=True,
-    help="Threads that run sync methods: the most that run at the same time.",
+    help="Threads that run sync methods: the maximum number running at once.",
 )
 @click.option(
     "--grace-period",

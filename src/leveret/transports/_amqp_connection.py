@@ -16,6 +16,7 @@ its own event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -140,6 +141,8 @@ class ConnectionSupervisor:
         self._ready.set()  # wake waiters so that they see the transport closed
         if self._task is not None:
             self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         if self.connection is not None:
             await _close_quietly(self.connection)
             self.connection = None

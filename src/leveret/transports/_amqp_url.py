@@ -16,7 +16,8 @@ connection_timeout     10        seconds to open one connection
 prefetch               64        unacknowledged messages per consumer
 exchange               openstack the control exchange
 quorum_queues          false     declare topic queues as quorum queues
-max_redeliveries       3         deliveries of a request before it is dropped
+durable_exchange       false     declare the control exchange durable; match
+                                 oslo.messaging's amqp_durable_queues
 ssl_ca_file            (system)  CA bundle for amqps
 ssl_cert_file          none      client certificate for amqps
 ssl_key_file           none      client key for amqps
@@ -36,7 +37,6 @@ from .._errors import ConfigurationError
 DEFAULT_HEARTBEAT = 60  # seconds
 DEFAULT_CONNECTION_TIMEOUT = 10.0  # seconds
 DEFAULT_PREFETCH = 64  # messages
-DEFAULT_MAX_REDELIVERIES = 3
 _DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -74,7 +74,7 @@ class RabbitMQOptions:
     prefetch: int = DEFAULT_PREFETCH
     exchange: str = "openstack"
     quorum_queues: bool = False
-    max_redeliveries: int = DEFAULT_MAX_REDELIVERIES
+    durable_exchange: bool = False
     ssl_ca_file: str | None = None
     ssl_cert_file: str | None = None
     ssl_key_file: str | None = None
@@ -168,11 +168,11 @@ def _number(name: str, text: str, kind: type[int] | type[float]) -> float:
 def _options(query: str) -> dict[str, object]:
     parsed: dict[str, object] = {}
     for name, text in parse_qsl(query, keep_blank_values=True):
-        if name in ("heartbeat", "prefetch", "max_redeliveries"):
+        if name in ("heartbeat", "prefetch"):
             parsed[name] = int(_number(name, text, int))
         elif name == "connection_timeout":
             parsed[name] = _number(name, text, float)
-        elif name in ("quorum_queues", "ssl_verify_hostname"):
+        elif name in ("quorum_queues", "durable_exchange", "ssl_verify_hostname"):
             parsed[name] = _bool(name, text)
         elif name in ("exchange", "ssl_ca_file", "ssl_cert_file", "ssl_key_file"):
             parsed[name] = text

@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 DEFAULT_EXCHANGE = "openstack"
+DEFAULT_PREFETCH = 64  # messages
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -119,6 +120,8 @@ class Transport(abc.ABC):
 
     def __init__(self, default_exchange: str = DEFAULT_EXCHANGE) -> None:
         self.default_exchange = default_exchange
+        # Unsettled messages per consumer when a server does not set its own.
+        self.default_prefetch = DEFAULT_PREFETCH
         self.replies = ReplyRouter()
         self.binding = LoopBinding(thread_name=f"leveret-{type(self).__name__}")
         self.closed = False
@@ -169,8 +172,19 @@ class Transport(abc.ABC):
         """Consume notification queues; listeners of one *pool* share them."""
 
     @abc.abstractmethod
+    async def close_on_loop(self) -> None:
+        """Close the connection, on the bound loop; sets ``closed``."""
+
     async def aclose(self) -> None:
-        """Close the connection; pending calls fail with TransportClosed."""
+        """Close from asyncio code; pending calls fail with TransportClosed.
+
+        Safe to call twice, and from any event loop.
+        """
+        loop = self.binding.loop
+        if not self.closed and loop is not None and loop.is_running():
+            await self.binding.run_async(self.close_on_loop())
+        self.closed = True
+        self.binding.close(wait=False)
 
     def close(self) -> None:
         """Close from sync code; safe to call twice."""
@@ -178,6 +192,6 @@ class Transport(abc.ABC):
         if self.binding.in_loop():
             raise RuntimeError("close() would block the event loop; await aclose()")
         if not self.closed and loop is not None and loop.is_running():
-            self.binding.run_blocking(self.aclose())
+            self.binding.run_blocking(self.close_on_loop())
         self.closed = True
         self.binding.close()

@@ -44,25 +44,26 @@ logger = logging.getLogger("leveret.transport.memory")
 
 
 class _Consumer:
-    __slots__ = ("handler", "loop")
+    __slots__ = ("context", "handler", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, handler: MessageHandler):
         self.loop = loop
         self.handler = handler
+        # Deliveries run in an empty context of their own, so that no context
+        # variable of the sender leaks into the receiver, as with a real
+        # broker. Reusing one is safe: the loop runs one callback at a time,
+        # and the handler's tasks copy it.
+        self.context = contextvars.Context()
 
     def deliver(self, message: _Message) -> None:
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        # A fresh context, so that no context variable of the sender leaks
-        # into the receiver, as with a real broker.
         if running is self.loop:
-            self.loop.call_soon(self.handler, message, context=contextvars.Context())
+            self.loop.call_soon(self.handler, message, context=self.context)
         else:
-            self.loop.call_soon_threadsafe(
-                self.handler, message, context=contextvars.Context()
-            )
+            self.loop.call_soon_threadsafe(self.handler, message, context=self.context)
 
 
 class _Message:
@@ -294,7 +295,7 @@ class MemoryTransport(Transport):
         self._listeners.append(listener)
         return listener
 
-    async def aclose(self) -> None:
+    async def close_on_loop(self) -> None:
         if self.closed:
             return
         self.closed = True

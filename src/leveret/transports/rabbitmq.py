@@ -173,6 +173,7 @@ class RabbitMQTransport(Transport):
     def __init__(self, options: RabbitMQOptions) -> None:
         super().__init__(options.exchange)
         self.options = options
+        self.default_prefetch = options.prefetch
         self.binding.bind_thread()
         self._supervisor = ConnectionSupervisor(options, self._on_connected)
         self._listeners: list[_RabbitListener] = []
@@ -263,16 +264,17 @@ class RabbitMQTransport(Transport):
     ) -> None:
         if (exchange_type, name) in self._declared:
             return
-        # Non-durable, not auto-deleted, as oslo.messaging declares them by
-        # default (amqp_durable_queues = false); a durable one made first by
-        # another service is accepted as it is. Fanout exchanges auto-delete.
+        # As oslo.messaging declares them: the control exchange durable only
+        # with amqp_durable_queues = true (our durable_exchange option), fanout
+        # exchanges non-durable and auto-deleted. One declared otherwise by
+        # another service first is accepted as it is.
         auto_delete = exchange_type == "fanout"
         await self._declare(
             connection,
             "exchange",
             name,
             exchange_type=exchange_type,
-            durable=False,
+            durable=self.options.durable_exchange and not auto_delete,
             auto_delete=auto_delete,
         )
         # The broker deletes a fanout exchange with its last queue, so it is
@@ -493,7 +495,7 @@ class RabbitMQTransport(Transport):
             ]
         return await self._start_listener(specs, handler, prefetch)
 
-    async def aclose(self) -> None:
+    async def close_on_loop(self) -> None:
         if self.closed:
             return
         self.closed = True
