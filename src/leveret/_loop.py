@@ -46,10 +46,11 @@ class LoopThread:
     def _finish_tasks(self) -> None:
         """Cancel what still runs (e.g. a client library's heartbeat task)
         and let it clean up, as ``asyncio.run`` does."""
-        tasks = asyncio.all_tasks(self.loop)
-        for task in tasks:
-            task.cancel()
-        if tasks:
+        # Callbacks that ran while finishing (a coroutine submitted from
+        # another thread just before the stop) can start new tasks: repeat.
+        while tasks := asyncio.all_tasks(self.loop):
+            for task in tasks:
+                task.cancel()
             gathered = asyncio.gather(*tasks, return_exceptions=True)
             self.loop.run_until_complete(gathered)
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
@@ -81,6 +82,7 @@ class LoopBinding:
         self._lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread: LoopThread | None = None
+        self.closed = False
 
     def bind_running(self) -> asyncio.AbstractEventLoop:
         """Return the bound loop, binding the running one if none is bound yet."""
@@ -112,7 +114,7 @@ class LoopBinding:
         loop = self.bind_running()
         if asyncio.get_running_loop() is loop:
             return await coro
-        _check_open(loop, coro)
+        _check_open(loop, coro, self.closed)
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
     def run_blocking(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -124,7 +126,7 @@ class LoopBinding:
                 "a blocking leveret call was made on the transport's own event "
                 "loop, where it would deadlock; use the Async* classes there"
             )
-        _check_open(loop, coro)
+        _check_open(loop, coro, self.closed)
         future = asyncio.run_coroutine_threadsafe(coro, loop)
         # The coroutine bounds its own wait; the periodic check only notices
         # a loop that died and so will never finish it.
@@ -138,7 +140,12 @@ class LoopBinding:
             raise TransportClosed("the transport's event loop stopped") from None
 
     def close(self, wait: bool = True) -> None:
-        """Stop the loop thread this binding started, if any."""
+        """Stop the loop thread this binding started, if any.
+
+        Work submitted afterwards raises TransportClosed at once, even while
+        the thread is still stopping.
+        """
+        self.closed = True
         if self.loop_thread is not None:
             self.loop_thread.stop(wait)
 
@@ -151,8 +158,11 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def _check_open(
-    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], closed: bool
 ) -> None:
+    if closed:
+        coro.close()
+        raise TransportClosed("the transport is closed")
     if loop.is_closed() or not loop.is_running():
         coro.close()
         raise TransportClosed(

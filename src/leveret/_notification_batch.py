@@ -199,7 +199,7 @@ class BatchNotificationListener(BlockingListener):
         grace_period: float = DEFAULT_GRACE_PERIOD,
         prefetch: int | None = None,
     ) -> None:
-        self._core = AsyncBatchNotificationListener(
+        self._service = AsyncBatchNotificationListener(
             transport,
             targets,
             endpoints,

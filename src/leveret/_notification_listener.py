@@ -29,6 +29,7 @@ from typing import Any, Self
 
 from ._envelope import MalformedMessage
 from ._errors import InvalidTarget, TransportClosed
+from ._lifecycle import BlockingService
 from ._notification import PRIORITIES, Notification, decode_notification
 from ._notification_dispatch import (
     HANDLED,
@@ -375,42 +376,18 @@ class AsyncNotificationListener(ListenerCore):
         await self.settle(message, notification, outcome)
 
 
-class BlockingListener:
-    """``start()``, ``stop()``, ``wait()`` and ``with`` for a listener."""
+class BlockingListener(BlockingService):
+    """The blocking face shared by the notification listeners."""
 
-    _core: ListenerCore
+    _service: ListenerCore
 
     @property
     def pool(self) -> str | None:
-        return self._core.pool
+        return self._service.pool
 
     @property
     def targets(self) -> tuple[Target, ...]:
-        return self._core.targets
-
-    def start(self) -> None:
-        """Start consuming; notifications are handled from now on."""
-        self._core.transport.binding.run_blocking(self._core.start_on_loop())
-
-    def stop(self) -> None:
-        """Stop consuming and let methods in progress finish (grace period)."""
-        self._core.transport.binding.run_blocking(self._core.stop_on_loop())
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the listener has stopped; False if *timeout* seconds passed."""
-        return self._core.stopped.wait(timeout)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return self._service.targets
 
 
 class NotificationListener(BlockingListener):
@@ -431,7 +408,7 @@ class NotificationListener(BlockingListener):
         grace_period: float = DEFAULT_GRACE_PERIOD,
         prefetch: int = DEFAULT_PREFETCH,
     ) -> None:
-        self._core = AsyncNotificationListener(
+        self._service = AsyncNotificationListener(
             transport,
             targets,
             endpoints,

@@ -30,6 +30,7 @@ from ._dispatcher import AccessPolicy, Dispatcher, Handler
 from ._envelope import Cancel, MalformedMessage, Request
 from ._errors import InvalidTarget, NoSuchMethod, TransportClosed, UnsupportedVersion
 from ._execution import RequestExecution
+from ._lifecycle import BlockingService
 from ._target import Target
 from .transports.base import Address, IncomingMessage, Listener, Transport
 
@@ -105,7 +106,7 @@ class AsyncRPCServer:
         )
         self._listener: Listener | None = None
         self._in_progress: set[asyncio.Task[None]] = set()
-        self._stopped = threading.Event()
+        self.stopped = threading.Event()
         self._stopped_async: asyncio.Event | None = None
         self._stopping = False
 
@@ -131,7 +132,7 @@ class AsyncRPCServer:
         this, even when the transport's I/O runs on a thread of its own.
         """
         self._execution.app_loop = asyncio.get_running_loop()
-        await self.transport.binding.run_async(self._start())
+        await self.transport.binding.run_async(self.start_on_loop())
 
     async def stop(self) -> None:
         """Stop taking requests and let those in progress finish (grace period).
@@ -139,9 +140,9 @@ class AsyncRPCServer:
         A no-op once the transport is closed, which stopped every consumer.
         """
         if self.transport.closed:
-            self._stopped.set()
+            self.stopped.set()
             return
-        await self.transport.binding.run_async(self._stop())
+        await self.transport.binding.run_async(self.stop_on_loop())
 
     async def wait(self) -> None:
         """Wait until the server has stopped."""
@@ -151,7 +152,7 @@ class AsyncRPCServer:
         # Created on the transport's loop, the only loop that sets it.
         if self._stopped_async is None:
             self._stopped_async = asyncio.Event()
-            if self._stopped.is_set():
+            if self.stopped.is_set():
                 self._stopped_async.set()
         return self._stopped_async
 
@@ -167,7 +168,7 @@ class AsyncRPCServer:
     ) -> None:
         await self.stop()
 
-    async def _start(self) -> None:
+    async def start_on_loop(self) -> None:
         if self._stopping:
             raise TransportClosed(f"{self!r} was stopped; create a new server")
         if self._listener is not None:
@@ -182,7 +183,7 @@ class AsyncRPCServer:
             self.addresses[0].exchange,
         )
 
-    async def _stop(self) -> None:
+    async def stop_on_loop(self) -> None:
         if self._stopping:
             return
         self._stopping = True
@@ -204,7 +205,7 @@ class AsyncRPCServer:
         if self._listener is not None:
             await self._listener.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self._stopped.set()
+        self.stopped.set()
         self._stopped_event().set()
         logger.info(
             "server.stopped topic=%s server=%s", self.target.topic, self.server_name
@@ -326,7 +327,7 @@ class AsyncRPCServer:
         await message.ack()
 
 
-class RPCServer:
+class RPCServer(BlockingService):
     """The blocking server: ``start()``, ``stop()``, ``wait()`` and ``with``.
 
     Takes the same arguments as :class:`AsyncRPCServer` and runs it on the
@@ -347,7 +348,7 @@ class RPCServer:
         ack_policy: AckPolicy = "before",
         max_redeliveries: int = DEFAULT_MAX_REDELIVERIES,
     ) -> None:
-        self._server = AsyncRPCServer(
+        self._service: AsyncRPCServer = AsyncRPCServer(
             transport,
             target,
             endpoints,
@@ -362,39 +363,8 @@ class RPCServer:
 
     @property
     def server_name(self) -> str:
-        return self._server.server_name
+        return self._service.server_name
 
     @property
     def target(self) -> Target:
-        return self._server.target
-
-    def start(self) -> None:
-        """Start consuming; requests are handled from now on."""
-        self._server.transport.binding.run_blocking(self._server._start())
-
-    def stop(self) -> None:
-        """Stop taking requests and let those in progress finish (grace period).
-
-        A no-op once the transport is closed, which stopped every consumer.
-        """
-        server = self._server
-        if server.transport.closed:
-            server._stopped.set()
-            return
-        server.transport.binding.run_blocking(server._stop())
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the server has stopped; False if *timeout* seconds passed."""
-        return self._server._stopped.wait(timeout)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return self._service.target

@@ -84,7 +84,10 @@ class AsyncReplyStream:
 
     async def aclose(self) -> None:
         """Stop the stream; the server stops the generator. Safe to call twice."""
-        await self._request.transport.binding.run_async(self.close_on_loop())
+        binding = self._request.transport.binding
+        if binding.closed:
+            return
+        await binding.run_async(self.close_on_loop())
 
     async def next_item(self) -> Any:
         """Return the next item or ``_END``; runs on the transport's loop."""
@@ -223,4 +226,6 @@ class ReplyStream:
 
     def close(self) -> None:
         """Stop the stream; the server stops the generator. Safe to call twice."""
+        if self._binding.closed:
+            return
         self._binding.run_blocking(self._stream.close_on_loop())

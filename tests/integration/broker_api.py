@@ -123,8 +123,7 @@ class SyncApi:
 
     def close(self) -> None:
         for rpc_server in self._servers:
-            if not rpc_server._server.transport.closed:
-                rpc_server.stop()
+            rpc_server.stop()
 
 
 class AsyncApi:

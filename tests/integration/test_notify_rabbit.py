@@ -63,7 +63,7 @@ def listeners() -> Iterator[list[Any]]:
     started: list[Any] = []
     yield started
     for listener in started:
-        if not listener._core.transport.closed:
+        if not listener._service.transport.closed:
             listener.stop()
 
 

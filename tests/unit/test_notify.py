@@ -101,6 +101,14 @@ class SyncDriver:
         self.transport.close()
 
 
+async def _cancel_other_tasks() -> None:
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class AsyncDriver:
     """``AsyncNotifier`` and ``AsyncNotificationListener``, awaited on an
     application event loop in a thread of its own, which the transport binds to."""
@@ -178,8 +186,15 @@ class AsyncDriver:
             for listener in self._listeners:
                 self.run(listener.stop())
             self.run(self.transport.aclose())
+        # Finish what a test left running, so that no pending task is
+        # destroyed with the loop and reported during a later test.
+        self.run(_cancel_other_tasks())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(WAIT_SECONDS)
+        while tasks := asyncio.all_tasks(self.loop):
+            for task in tasks:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
         self.loop.close()
         self.transport.close()
 
@@ -761,7 +776,7 @@ def test_every_endpoint_called(api: Driver) -> None:
 def test_binds_handled_priorities(api: Driver) -> None:
     listener = api.listen([InfoOnly(), AsyncInfo()])
     core: ListenerCore = (
-        listener if isinstance(listener, ListenerCore) else listener._core
+        listener if isinstance(listener, ListenerCore) else listener._service
     )
     assert [address.routing_key for address in core.addresses] == [f"{TOPIC}.info"]
 
