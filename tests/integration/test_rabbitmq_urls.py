@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 import urllib.parse
 import uuid
@@ -236,3 +237,26 @@ def test_failover_logs_mask_password(
     assert f"127.0.0.1:{closed_port}" in failed[0].getMessage()
     for text in _texts_of(caplog.records):
         assert SECRET not in text
+
+
+# Transport.connect.
+
+
+def test_connect_reaches_broker(
+    amqp_url: str, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    transport = make_transport(amqp_url)
+    transport.connect(timeout=30)
+    assert not transport.closed
+
+
+def test_connect_unreachable_raises(
+    closed_port: int, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    transport = make_transport(f"amqp://guest:{SECRET}@127.0.0.1:{closed_port}/")
+    started = time.monotonic()
+    with pytest.raises(leveret.ConnectionLost) as caught:
+        transport.connect(timeout=1)
+    assert time.monotonic() - started < 5
+    assert SECRET not in str(caught.value)
+    assert "Connect call failed" in str(caught.value)

@@ -219,3 +219,8 @@ def test_prepare_leaves_original_client(transport: leveret.Transport) -> None:
 class Echo:
     def echo(self, value: object) -> object:
         return value
+
+
+def test_memory_connect_returns(transport: leveret.Transport) -> None:
+    transport.connect(timeout=1)
+    assert not transport.closed

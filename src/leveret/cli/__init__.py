@@ -6,6 +6,7 @@ register it with ``cli.add_command``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import click
@@ -36,11 +37,15 @@ class LeveretGroup(click.Group):
 @click.group(cls=LeveretGroup)
 @click.version_option(package_name="leveret")
 def cli() -> None:
-    """RPC over RabbitMQ, wire-compatible with oslo.messaging.
+    """RPC and notifications over RabbitMQ, wire-compatible with oslo.messaging.
 
     Run `leveret demo` for a tour, `leveret serve` to serve an object's
-    methods, and `leveret call` or `leveret cast` to send requests.
+    methods, `leveret call` or `leveret cast` to send requests, and
+    `leveret notify` or `leveret listen` for notifications.
     """
+    # aiormq logs every failed connection attempt at ERROR; leveret's own
+    # WARNING line says the same with the broker's address, so keep one.
+    logging.getLogger("aiormq").setLevel(logging.CRITICAL)
 
 
 cli.add_command(demo)

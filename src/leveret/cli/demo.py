@@ -33,6 +33,7 @@ HANDLED_WAIT_SECONDS = 5.0
 STREAM_ITEM_DELAY = 0.05
 # Seconds a stopping worker lets a request in progress finish.
 STOP_GRACE_PERIOD = 1.0
+CONNECT_TIMEOUT = 10.0  # seconds to reach the broker before giving up
 
 
 class QuotaExceeded(Exception):
@@ -218,6 +219,9 @@ def run_demo(url: str) -> None:
         for name in WORKER_NAMES:
             worker_transport = get_transport(url)
             cleanup.callback(worker_transport.close)
+            # Fail with one line when the broker cannot be reached, rather
+            # than waiting for it as a long-running service would.
+            worker_transport.connect(CONNECT_TIMEOUT)
             server = RPCServer(
                 worker_transport,
                 Target(TOPIC, server=name),

@@ -22,11 +22,12 @@ API layer takes care of getting there.
 from __future__ import annotations
 
 import abc
+import asyncio
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from .._errors import TransportClosed
+from .._errors import ConnectionLost, TransportClosed
 from .._loop import LoopBinding
 from .._replies import ReplyRouter
 
@@ -41,6 +42,7 @@ __all__ = [
 
 DEFAULT_EXCHANGE = "openstack"
 DEFAULT_PREFETCH = 64  # messages
+DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds Transport.connect waits
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -174,6 +176,35 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def close_on_loop(self) -> None:
         """Close the connection, on the bound loop; sets ``closed``."""
+
+    async def connect_on_loop(self) -> None:
+        """Wait until the broker connection is open; the caller bounds the wait."""
+        self.check_open()
+
+    async def aconnect(self) -> None:
+        """Wait until the broker connection is open; bound it with
+        ``asyncio.timeout``. Transports connect by themselves on first use and
+        after every failure; this tells a caller early that the broker is
+        reachable."""
+        await self.binding.run_async(self.connect_on_loop())
+
+    def connect(self, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
+        """Wait until connected, or raise ConnectionLost after *timeout* seconds."""
+        self.binding.run_blocking(self._connect_within(timeout))
+
+    async def _connect_within(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self.connect_on_loop()
+        except TimeoutError:
+            raise ConnectionLost(
+                f"{self!r} could not connect within {seconds:g} s: "
+                f"{self.connection_error() or 'no answer'}"
+            ) from None
+
+    def connection_error(self) -> str | None:
+        """Describe the last connection failure, if any (password masked)."""
+        return None
 
     async def aclose(self) -> None:
         """Close from asyncio code; pending calls fail with TransportClosed.

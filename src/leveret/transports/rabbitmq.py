@@ -203,6 +203,13 @@ class RabbitMQTransport(Transport):
         for listener in list(self._listeners):
             await listener.start(connection)
 
+    async def connect_on_loop(self) -> None:
+        await self._connection()
+
+    def connection_error(self) -> str | None:
+        error = self._supervisor.last_error
+        return None if error is None else repr(error)
+
     async def _connection(self) -> aiormq.abc.AbstractConnection:
         self.check_open()
         return await self._supervisor.ready()
