@@ -130,14 +130,19 @@ class LoopBinding:
         future = asyncio.run_coroutine_threadsafe(coro, loop)
         # The coroutine bounds its own wait; the periodic check only notices
         # a loop that died and so will never finish it.
-        while not concurrent.futures.wait([future], _LIVENESS_CHECK_SECONDS)[0]:
-            if not loop.is_running():
-                future.cancel()
-                raise TransportClosed("the transport's event loop stopped")
-        try:
-            return future.result()
-        except concurrent.futures.CancelledError:
-            raise TransportClosed("the transport's event loop stopped") from None
+        while True:
+            try:
+                return future.result(_LIVENESS_CHECK_SECONDS)
+            except concurrent.futures.CancelledError:
+                raise TransportClosed("the transport's event loop stopped") from None
+            except TimeoutError:
+                if future.done():
+                    raise  # the coroutine itself raised, e.g. MessagingTimeout
+                if not loop.is_running():
+                    future.cancel()
+                    raise TransportClosed(
+                        "the transport's event loop stopped"
+                    ) from None
 
     def close(self, wait: bool = True) -> None:
         """Stop the loop thread this binding started, if any.

@@ -216,10 +216,10 @@ class RabbitMQTransport(Transport):
 
     async def _channel(self) -> aiormq.abc.AbstractChannel:
         """Return the publish channel, opening a new one if it was closed."""
-        connection = await self._connection()
         channel = self._publish_channel
         if channel is not None and not channel.is_closed:
             return channel
+        connection = await self._connection()
         if self._channel_lock is None:
             self._channel_lock = asyncio.Lock()
         async with self._channel_lock:
@@ -387,7 +387,6 @@ class RabbitMQTransport(Transport):
     async def send(
         self, address: Address, body: bytes, *, expiration: float | None = None
     ) -> None:
-        connection = await self._connection()
         if address.fanout:
             exchange, exchange_type, key = (
                 f"{address.topic}_fanout",
@@ -399,10 +398,12 @@ class RabbitMQTransport(Transport):
             key = f"{address.topic}.{address.server}"
         else:
             exchange, exchange_type, key = address.exchange, "topic", address.topic
-        try:
-            await self.declare_exchange(connection, exchange, exchange_type)
-        except (aiormq.AMQPError, ConnectionError, RuntimeError) as exc:
-            raise self._failure(exc) from exc
+        if (exchange_type, exchange) not in self._declared:
+            connection = await self._connection()
+            try:
+                await self.declare_exchange(connection, exchange, exchange_type)
+            except (aiormq.AMQPError, ConnectionError, RuntimeError) as exc:
+                raise self._failure(exc) from exc
         # A call (it has an expiration) is useless after its deadline, so it
         # is not written to disk; a cast is, to survive a broker restart.
         await self._publish(
