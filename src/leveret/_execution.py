@@ -10,8 +10,6 @@ bound only while the method runs, in that thread or task.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextvars
 import logging
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
 from typing import Any
@@ -22,6 +20,7 @@ from ._dispatcher import Handler, HandlerKind
 from ._envelope import Request
 from ._errors import LeveretError, MessageTooLarge, NoServerError, SerializationError
 from ._remote_errors import serialize_exception, serialize_failure
+from ._worker_pool import WorkerPool
 from .transports.base import Transport
 
 logger = logging.getLogger("leveret.server")
@@ -81,12 +80,12 @@ class RequestExecution:
         self,
         transport: Transport,
         server_name: str,
-        executor: concurrent.futures.ThreadPoolExecutor,
+        pool: WorkerPool,
         max_message_bytes: int,
     ) -> None:
         self._transport = transport
         self._server_name = server_name
-        self._executor = executor
+        self._pool = pool
         self._max_message_bytes = max_message_bytes
         # The loop async methods run on, when not the transport's own.
         self.app_loop: asyncio.AbstractEventLoop | None = None
@@ -100,11 +99,7 @@ class RequestExecution:
     async def _in_pool(
         self, context: RequestContext, function: Callable[..., Any], *args: Any
     ) -> Any:
-        loop = asyncio.get_running_loop()
-        call = contextvars.copy_context().run
-        return await loop.run_in_executor(
-            self._executor, call, _in_context, context, function, *args
-        )
+        return await self._pool.run(_in_context, context, function, *args)
 
     async def _on_app_loop(
         self, context: RequestContext, coro: Coroutine[Any, Any, Any]

@@ -15,9 +15,6 @@ notification's method runs (a batch method gets each context in its items).
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextvars
 import dataclasses
 import enum
 import inspect
@@ -27,6 +24,7 @@ from typing import Any
 from ._context import RequestContext, reset_current, set_current
 from ._errors import ConfigurationError
 from ._notification import PRIORITIES, Notification
+from ._worker_pool import WorkerPool
 
 __all__ = [
     "Callback",
@@ -136,7 +134,7 @@ class NotificationDispatcher:
     def __init__(
         self,
         endpoints: Sequence[object],
-        executor: concurrent.futures.ThreadPoolExecutor,
+        pool: WorkerPool,
     ) -> None:
         self._callbacks = _callbacks_by_priority(endpoints)
         if not self._callbacks:
@@ -144,7 +142,7 @@ class NotificationDispatcher:
                 "no endpoint has a method named after a priority "
                 f"({', '.join(PRIORITIES)}), so the listener would receive nothing"
             )
-        self._executor = executor
+        self._pool = pool
 
     @property
     def priorities(self) -> list[str]:
@@ -160,11 +158,7 @@ class NotificationDispatcher:
                 return await callback.function(*args)
             finally:
                 reset_current(token)
-        loop = asyncio.get_running_loop()
-        run = contextvars.copy_context().run
-        return await loop.run_in_executor(
-            self._executor, run, _call_in_context, context, callback.function, *args
-        )
+        return await self._pool.run(_call_in_context, context, callback.function, *args)
 
     async def _outcome(
         self, callback: Callback, context: RequestContext | None, *args: Any

@@ -19,7 +19,6 @@ runs leaves the message unacknowledged, so the broker delivers it again.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import hashlib
 import logging
 import threading
@@ -39,6 +38,7 @@ from ._notification_dispatch import (
 )
 from ._redelivery import DEFAULT_MAX_REDELIVERIES, RedeliveryLimit
 from ._target import Target
+from ._worker_pool import WorkerPool
 from .transports.base import IncomingMessage, Listener, NotificationAddress, Transport
 
 __all__ = ["AsyncNotificationListener", "NotificationListener"]
@@ -146,10 +146,8 @@ class ListenerCore:
         self.requeue_on_error = requeue_on_error
         self.grace_period = grace_period
         self.prefetch = prefetch
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers, thread_name_prefix="leveret-notify"
-        )
-        self.dispatcher = NotificationDispatcher(endpoints, self._executor)
+        self._pool = WorkerPool(max_workers, "leveret-notify")
+        self.dispatcher = NotificationDispatcher(endpoints, self._pool)
         self._redeliveries = RedeliveryLimit(max_redeliveries)
         self._listener: Listener | None = None
         self._in_progress: set[asyncio.Task[None]] = set()
@@ -233,7 +231,7 @@ class ListenerCore:
         await self._drain()
         if self._listener is not None:
             await self._listener.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
         self.stopped.set()
         self._stopped_event().set()
         logger.info("listener.stopped %s", self._label())

@@ -10,7 +10,6 @@ then waits up to ``grace_period`` seconds for requests in progress.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import socket
 import threading
@@ -32,6 +31,7 @@ from ._errors import InvalidTarget, NoSuchMethod, TransportClosed, UnsupportedVe
 from ._execution import RequestExecution
 from ._lifecycle import BlockingService
 from ._target import Target
+from ._worker_pool import WorkerPool
 from .transports.base import Address, IncomingMessage, Listener, Transport
 
 __all__ = ["AsyncRPCServer", "RPCServer"]
@@ -98,11 +98,9 @@ class AsyncRPCServer:
         self._dispatcher = Dispatcher(endpoints, access_policy)
         self._recent_ids = RecentIds()
         self._redeliveries = RedeliveryCounter(max_redeliveries)
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers, thread_name_prefix=f"leveret-{target.topic}"
-        )
+        self._pool = WorkerPool(max_workers, f"leveret-{target.topic}")
         self._execution = RequestExecution(
-            transport, self.server_name, self._executor, max_message_bytes
+            transport, self.server_name, self._pool, max_message_bytes
         )
         self._listener: Listener | None = None
         self._in_progress: set[asyncio.Task[None]] = set()
@@ -204,7 +202,7 @@ class AsyncRPCServer:
                 )
         if self._listener is not None:
             await self._listener.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
         self.stopped.set()
         self._stopped_event().set()
         logger.info(
