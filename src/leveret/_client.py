@@ -192,10 +192,15 @@ async def _call(
             raise  # the remote method itself raised a TimeoutError
         raise MessagingTimeout(
             f"call of {method} to {config.address} timed out after "
-            f"{config.timeout:g} s (msg_id {msg_id})"
+            f"{config.timeout:g} s (msg_id {msg_id}){_broker_state(config)}"
         ) from None
     finally:
         transport.replies.unregister(msg_id)
+
+
+def _broker_state(config: _ClientConfig) -> str:
+    error = config.transport.connection_error()
+    return "" if error is None else f"; the broker is unreachable: {error}"
 
 
 async def _cast(config: _ClientConfig, method: str, body: bytes) -> None:
@@ -206,7 +211,7 @@ async def _cast(config: _ClientConfig, method: str, body: bytes) -> None:
     except TimeoutError:
         raise MessagingTimeout(
             f"cast of {method} to {config.address} was not accepted by the "
-            f"broker within {config.timeout:g} s"
+            f"broker within {config.timeout:g} s{_broker_state(config)}"
         ) from None
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError
 from .transports.base import Transport
@@ -46,7 +45,7 @@ def get_transport(url: str | Sequence[str]) -> Transport:
             f"invalid transport URL {_masked(url)!r}: expected SCHEME://..., "
             f"with SCHEME one of {', '.join(SUPPORTED_SCHEMES)}"
         )
-    scheme = urlsplit(url).scheme.lower()
+    scheme = url.split("://", 1)[0].lower()
     if scheme == "memory":
         name = url.split("://", 1)[1].strip("/")
         return MemoryTransport(broker_named(name))

@@ -763,3 +763,26 @@ def test_serve_second_signal_exits(tmp_path: pathlib.Path) -> None:
         process.send_signal(signal.SIGTERM)
         assert process.wait(WAIT_SECONDS) == 128 + signal.SIGTERM
         assert reader.wait_for("second SIGTERM: exiting without waiting"), reader.seen
+
+
+def test_cast_timeout_option_in_help() -> None:
+    result = CliRunner().invoke(cli, ["cast", "--help"])
+    assert result.exit_code == 0
+    assert "--timeout" in result.output
+
+
+def test_memory_no_server_hints_url() -> None:
+    result = CliRunner().invoke(
+        cli, ["call", "nobody-serves-this", "ping", "--url", "memory://cli-hint"]
+    )
+    assert result.exit_code == 1
+    assert "LEVERET_URL" in result.output
+
+
+def test_bad_ipv6_url_one_line() -> None:
+    result = CliRunner().invoke(
+        cli, ["call", "t", "m", "--url", "amqp://guest:hidden@[::1/"]
+    )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "hidden" not in result.output

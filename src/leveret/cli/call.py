@@ -9,7 +9,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from .._client import DEFAULT_TIMEOUT, RPCClient
-from .._errors import RemoteError
+from .._errors import NoServerError, RemoteError
 from .._target import Target
 from .._transport_url import get_transport
 from ._options import exchange_option, server_option, url_option
@@ -66,11 +66,18 @@ def _request_options(function: F) -> F:
     return function
 
 
-def _raise_failure(operation: str, topic: str, method: str, exc: Exception) -> NoReturn:
+def _raise_failure(
+    operation: str, topic: str, method: str, exc: Exception, url: str
+) -> NoReturn:
     """Raise a one-line ClickException for an exception of the request."""
     message = " ".join(str(exc).split())
     if not isinstance(exc, RemoteError):  # its text already names the type
         message = f"{type(exc).__name__}: {message}"
+    if isinstance(exc, NoServerError) and url.startswith("memory:"):
+        message += (
+            f" (the URL is {url}, which reaches only servers in this process; "
+            "give --url or set LEVERET_URL)"
+        )
     raise click.ClickException(f"{operation} of {topic}.{method} failed: {message}")
 
 
@@ -133,7 +140,7 @@ def call(
             else:
                 _echo_json(client.call(method, **arguments))
         except Exception as exc:  # a remote exception, or e.g. NoServerError
-            _raise_failure("call", topic, method, exc)
+            _raise_failure("call", topic, method, exc, url)
     finally:
         transport.close()
 
@@ -142,6 +149,13 @@ def call(
 @_request_options
 @server_option("Send the cast to this one server of TOPIC. [default: any one server]")
 @click.option("--fanout", is_flag=True, help="Send the cast to every server of TOPIC.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for the broker to accept the cast.",
+)
 def cast(
     topic: str,
     method: str,
@@ -152,6 +166,7 @@ def cast(
     version: str | None,
     server: str | None,
     fanout: bool,
+    timeout: float,
 ) -> None:
     """Send METHOD to TOPIC without waiting for a result; print nothing.
 
@@ -170,6 +185,9 @@ def cast(
     )
     transport = get_transport(url)
     try:
-        RPCClient(transport, target).cast(method, **arguments)
+        try:
+            RPCClient(transport, target, timeout).cast(method, **arguments)
+        except Exception as exc:  # e.g. NoServerError or MessagingTimeout
+            _raise_failure("cast", topic, method, exc, url)
     finally:
         transport.close()

@@ -19,7 +19,7 @@ from .._notifier import DEFAULT_TOPICS
 from .._target import Target
 from .._transport_url import get_transport
 from ._options import exchange_option, redact_url, url_option
-from .serve import _logging_installed, _stop_signals
+from .serve import _logging_installed, _stop_signals, wait_for_broker
 
 __all__ = ["listen"]
 
@@ -144,6 +144,8 @@ def listen(
             )
             stop_requested = threading.Event()
             with _stop_signals(stop_requested) as received:
+                if not wait_for_broker(transport, stop_requested):
+                    return
                 listener.start()
                 click.echo(
                     f"listening to {', '.join(topics)} on {redact_url(url)}", err=True

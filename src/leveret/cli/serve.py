@@ -14,9 +14,11 @@ from types import FrameType
 import click
 
 from .._context import ContextLogFilter
+from .._errors import ConnectionLost
 from .._server import DEFAULT_GRACE_PERIOD, DEFAULT_MAX_WORKERS, RPCServer
 from .._target import Target
 from .._transport_url import get_transport
+from ..transports.base import Transport
 from ._endpoints import load_endpoint
 from ._options import exchange_option, redact_url, server_option, url_option
 
@@ -27,6 +29,7 @@ logger = logging.getLogger("leveret.cli")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+CONNECT_STEP_SECONDS = 1.0  # how often a wait for the broker checks for a stop
 
 
 @contextlib.contextmanager
@@ -72,6 +75,21 @@ def _stop_signals(stop_requested: threading.Event) -> Iterator[list[str]]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def wait_for_broker(transport: Transport, stop_requested: threading.Event) -> bool:
+    """Wait until *transport* is connected; False if a stop signal came first.
+
+    The transport retries by itself and logs each failed attempt; waiting in
+    short steps lets SIGINT and SIGTERM end the wait.
+    """
+    while not stop_requested.is_set():
+        try:
+            transport.connect(CONNECT_STEP_SECONDS)
+        except ConnectionLost:
+            continue
+        return True
+    return False
 
 
 @click.command()
@@ -167,6 +185,8 @@ def serve(
             )
             stop_requested = threading.Event()
             with _stop_signals(stop_requested) as received:
+                if not wait_for_broker(transport, stop_requested):
+                    return
                 rpc_server.start()
                 click.echo(
                     f"serving {topic} as server {rpc_server.server_name} "

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -54,8 +55,10 @@ class ConnectionSupervisor:
         self,
         options: RabbitMQOptions,
         on_connected: Callable[[aiormq.abc.AbstractConnection], Awaitable[None]],
+        ssl_context: ssl.SSLContext | None,
     ) -> None:
         self._options = options
+        self._ssl_context = ssl_context
         self._on_connected = on_connected
         self._ready = asyncio.Event()
         self._closed = False
@@ -105,7 +108,7 @@ class ConnectionSupervisor:
 
     async def _connect(self, broker: BrokerAddress) -> aiormq.abc.AbstractConnection:
         url = f"{broker.aiormq_url()}?heartbeat={self._options.heartbeat}"
-        connection = _Connection(url, context=self._options.ssl_context())
+        connection = _Connection(url, context=self._ssl_context)
         try:
             async with asyncio.timeout(self._options.connection_timeout):
                 await connection.connect()

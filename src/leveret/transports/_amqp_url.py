@@ -126,12 +126,12 @@ def _parse_broker(scheme: str, netloc: str, vhost: str) -> BrokerAddress:
         raise ConfigurationError(
             f"unsupported scheme {scheme!r} for RabbitMQ: use amqp or amqps"
         )
-    parts = urlsplit(f"{scheme}://{netloc}")
     try:
+        parts = urlsplit(f"{scheme}://{netloc}")
         port = parts.port or _DEFAULT_PORTS[scheme]
     except ValueError:
         raise ConfigurationError(
-            f"invalid port in broker address {_mask(netloc)}"
+            f"invalid host or port in broker address {_mask(netloc)}"
         ) from None
     if not parts.hostname:
         raise ConfigurationError(f"missing host in broker address {_mask(netloc)}")

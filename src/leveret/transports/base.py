@@ -203,7 +203,7 @@ class Transport(abc.ABC):
             ) from None
 
     def connection_error(self) -> str | None:
-        """Describe the last connection failure, if any (password masked)."""
+        """Say why the transport is not connected now, or None if it is."""
         return None
 
     async def aclose(self) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +39,7 @@ import aiormq.abc
 from pamqp.commands import Basic
 
 from .._envelope import new_id
-from .._errors import NoServerError, TransportClosed, TransportError
+from .._errors import ConfigurationError, NoServerError, TransportClosed, TransportError
 from ._amqp_connection import ConnectionSupervisor, lost
 from ._amqp_url import RabbitMQOptions, parse_rabbitmq_url
 from .base import (
@@ -173,9 +174,24 @@ class RabbitMQTransport(Transport):
     def __init__(self, options: RabbitMQOptions) -> None:
         super().__init__(options.exchange)
         self.options = options
+        try:
+            # Loaded once here, so that a missing or bad file is reported at
+            # once instead of as a connection failure retried for ever.
+            self._ssl_context = options.ssl_context()
+        except (OSError, ssl.SSLError) as exc:
+            files = (
+                f"ssl_ca_file={options.ssl_ca_file}, "
+                f"ssl_cert_file={options.ssl_cert_file}, "
+                f"ssl_key_file={options.ssl_key_file}"
+            )
+            raise ConfigurationError(
+                f"cannot load the TLS files ({files}): {exc}"
+            ) from None
         self.default_prefetch = options.prefetch
         self.binding.bind_thread()
-        self._supervisor = ConnectionSupervisor(options, self._on_connected)
+        self._supervisor = ConnectionSupervisor(
+            options, self._on_connected, self._ssl_context
+        )
         self._listeners: list[_RabbitListener] = []
         self._reply_listener: _RabbitListener | None = None
         self._reply_queue_name: str | None = None
@@ -207,8 +223,10 @@ class RabbitMQTransport(Transport):
         await self._connection()
 
     def connection_error(self) -> str | None:
+        if self._supervisor.connection is not None:
+            return None
         error = self._supervisor.last_error
-        return None if error is None else repr(error)
+        return "not connected yet" if error is None else repr(error)
 
     async def _connection(self) -> aiormq.abc.AbstractConnection:
         self.check_open()
