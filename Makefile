@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+RUN_STAMP := $(VENV)/.installed
 BROKER_DIR := .broker
 
 .PHONY: demo test check lint typecheck unit bench broker-start broker-stop clean
@@ -13,11 +14,15 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $(RUN_STAMP)
 
 # Run the main job: a small service fleet on the in-process transport,
 # or on the broker that LEVERET_URL names.
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	$(BIN)/leveret demo
 
 # Every check and test. The test suite starts its own RabbitMQ (installing the

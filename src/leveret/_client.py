@@ -31,7 +31,7 @@ _UNSET: Any = object()
 
 
 class _ClientConfig:
-    """What a client and its ``prepare`` copies share, and request building."""
+    """Settings shared by a client and its ``prepare`` copies; builds requests."""
 
     def __init__(
         self,

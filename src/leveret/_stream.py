@@ -34,7 +34,7 @@ _END: Any = object()
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StreamRequest:
-    """What a stream needs to start: *encode* builds the body from
+    """The request of a stream; *encode* builds its body from
     ``(msg_id, reply_q)``."""
 
     transport: Transport

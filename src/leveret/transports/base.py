@@ -182,10 +182,12 @@ class Transport(abc.ABC):
         self.check_open()
 
     async def aconnect(self) -> None:
-        """Wait until the broker connection is open; bound it with
-        ``asyncio.timeout``. Transports connect by themselves on first use and
-        after every failure; this tells a caller early that the broker is
-        reachable."""
+        """Wait until the broker connection is open.
+
+        Bound the wait with ``asyncio.timeout``. Transports connect by
+        themselves on first use and after every failure, so this only lets a
+        caller check early that the broker can be reached.
+        """
         await self.binding.run_async(self.connect_on_loop())
 
     def connect(self, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:

@@ -381,9 +381,9 @@ class RabbitMQTransport(Transport):
                 routing_key=routing_key,
                 properties=properties,
                 mandatory=mandatory,
-                # Do not hold the channel lock until the frame is written:
-                # the broker's confirm (awaited here anyway) tells more, and
-                # waiting serializes every publish on the channel.
+                # Do not hold the channel lock until the frame is written,
+                # because that serializes every publish on the channel. The
+                # broker's confirm, awaited here anyway, proves more.
                 wait=False,  # type: ignore[call-arg]
             )
         except aiormq.exceptions.PublishError:
@@ -423,7 +423,7 @@ class RabbitMQTransport(Transport):
             except (aiormq.AMQPError, ConnectionError, RuntimeError) as exc:
                 raise self._failure(exc) from exc
         # A call (it has an expiration) is useless after its deadline, so it
-        # is not written to disk; a cast is, to survive a broker restart.
+        # is not written to disk. A cast is, so that it survives a restart.
         await self._publish(
             exchange,
             key,
