@@ -43,7 +43,7 @@ class RequestContext:
     ``extra`` and travel unchanged. They must be JSON-serializable.
     """
 
-    __slots__ = ("extra", "project_id", "request_id", "user_id")
+    __slots__ = ("_request_id", "extra", "project_id", "user_id")
 
     def __init__(
         self,
@@ -54,8 +54,21 @@ class RequestContext:
     ) -> None:
         self.user_id = user_id
         self.project_id = project_id
-        self.request_id = request_id or new_request_id()
+        # Generated on first use: a server builds a context for every
+        # request, and most of those that arrive without one never read it.
+        self._request_id = request_id or None
         self.extra: dict[str, Any] = extra
+
+    @property
+    def request_id(self) -> str:
+        """The request id, ``req-<uuid4>`` unless one was given."""
+        if self._request_id is None:
+            self._request_id = new_request_id()
+        return self._request_id
+
+    @request_id.setter
+    def request_id(self, value: str) -> None:
+        self._request_id = value
 
     def to_dict(self) -> dict[str, Any]:
         """Return the context as a flat dict of JSON-serializable values.
