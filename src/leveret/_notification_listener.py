@@ -23,12 +23,11 @@ import hashlib
 import logging
 import threading
 from collections.abc import Coroutine, Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from ._envelope import MalformedMessage
 from ._errors import InvalidTarget, TransportClosed
-from ._lifecycle import BlockingService
+from ._lifecycle import AsyncService, BlockingService
 from ._notification import PRIORITIES, Notification, decode_notification
 from ._notification_dispatch import (
     HANDLED,
@@ -105,7 +104,7 @@ def describe(notification: Notification) -> str:
     )
 
 
-class ListenerCore:
+class ListenerCore(AsyncService):
     """Life cycle, decoding and settling shared by the single and batch listeners.
 
     :param transport: from :func:`leveret.get_transport`.
@@ -152,7 +151,6 @@ class ListenerCore:
         self._listener: Listener | None = None
         self._in_progress: set[asyncio.Task[None]] = set()
         self.stopped = threading.Event()
-        self._stopped_async: asyncio.Event | None = None
         self.stopping = False
 
     def __repr__(self) -> str:
@@ -174,38 +172,6 @@ class ListenerCore:
         return f"topics={topics} pool={self.pool}"
 
     # Life cycle, on the transport's loop.
-
-    async def start(self) -> None:
-        """Start consuming; notifications are handled from now on."""
-        await self.transport.binding.run_async(self.start_on_loop())
-
-    async def stop(self) -> None:
-        """Stop consuming and let methods in progress finish (grace period)."""
-        await self.transport.binding.run_async(self.stop_on_loop())
-
-    async def wait(self) -> None:
-        """Wait until the listener has stopped."""
-        await self.transport.binding.run_async(self._stopped_event().wait())
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    def _stopped_event(self) -> asyncio.Event:
-        # Created on the transport's loop, the only loop that sets it.
-        if self._stopped_async is None:
-            self._stopped_async = asyncio.Event()
-            if self.stopped.is_set():
-                self._stopped_async.set()
-        return self._stopped_async
 
     async def start_on_loop(self) -> None:
         if self.stopping:
@@ -232,8 +198,7 @@ class ListenerCore:
         if self._listener is not None:
             await self._listener.close()
         self._pool.shutdown()
-        self.stopped.set()
-        self._stopped_event().set()
+        self.mark_stopped()
         logger.info("listener.stopped %s", self._label())
 
     async def before_drain(self) -> None:

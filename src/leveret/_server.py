@@ -14,8 +14,6 @@ import logging
 import socket
 import threading
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Self
 
 from . import _envelope
 from ._delivery import (
@@ -29,7 +27,7 @@ from ._dispatcher import AccessPolicy, Dispatcher, Handler
 from ._envelope import Cancel, MalformedMessage, Request
 from ._errors import InvalidTarget, NoSuchMethod, TransportClosed, UnsupportedVersion
 from ._execution import RequestExecution
-from ._lifecycle import BlockingService
+from ._lifecycle import AsyncService, BlockingService
 from ._target import Target
 from ._worker_pool import WorkerPool
 from .transports.base import Address, IncomingMessage, Listener, Transport
@@ -42,7 +40,7 @@ DEFAULT_MAX_WORKERS = 64  # threads that run sync endpoint methods
 DEFAULT_GRACE_PERIOD = 30.0  # seconds stop() waits for requests in progress
 
 
-class AsyncRPCServer:
+class AsyncRPCServer(AsyncService):
     """Serve the public methods of *endpoints* to the clients of *target*.
 
     :param target: needs a topic; ``server`` names this server (default: the
@@ -105,7 +103,6 @@ class AsyncRPCServer:
         self._listener: Listener | None = None
         self._in_progress: set[asyncio.Task[None]] = set()
         self.stopped = threading.Event()
-        self._stopped_async: asyncio.Event | None = None
         self._stopping = False
 
     def __repr__(self) -> str:
@@ -123,48 +120,10 @@ class AsyncRPCServer:
             Address(exchange, topic, fanout=True),
         ]
 
-    async def start(self) -> None:
-        """Start consuming; requests are handled from now on.
-
-        ``async def`` endpoint methods run on the event loop that awaits
-        this, even when the transport's I/O runs on a thread of its own.
-        """
+    def before_start(self) -> None:
+        # async def endpoint methods run on the event loop that starts the
+        # server, even when the transport's I/O runs on a thread of its own.
         self._execution.app_loop = asyncio.get_running_loop()
-        await self.transport.binding.run_async(self.start_on_loop())
-
-    async def stop(self) -> None:
-        """Stop taking requests and let those in progress finish (grace period).
-
-        A no-op once the transport is closed, which stopped every consumer.
-        """
-        if self.transport.closed:
-            self.stopped.set()
-            return
-        await self.transport.binding.run_async(self.stop_on_loop())
-
-    async def wait(self) -> None:
-        """Wait until the server has stopped."""
-        await self.transport.binding.run_async(self._stopped_event().wait())
-
-    def _stopped_event(self) -> asyncio.Event:
-        # Created on the transport's loop, the only loop that sets it.
-        if self._stopped_async is None:
-            self._stopped_async = asyncio.Event()
-            if self.stopped.is_set():
-                self._stopped_async.set()
-        return self._stopped_async
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start_on_loop(self) -> None:
         if self._stopping:
@@ -203,8 +162,7 @@ class AsyncRPCServer:
         if self._listener is not None:
             await self._listener.close()
         self._pool.shutdown()
-        self.stopped.set()
-        self._stopped_event().set()
+        self.mark_stopped()
         logger.info(
             "server.stopped topic=%s server=%s", self.target.topic, self.server_name
         )
