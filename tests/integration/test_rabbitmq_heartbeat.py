@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 from broker_api import new_topic
 
@@ -68,3 +71,31 @@ def test_long_sync_methods_in_parallel(
 
     assert results == ["rested"] * 4
     assert _connections_opened(transport) == 1
+
+
+def _connected(transport: leveret.Transport) -> bool:
+    return transport._supervisor.connection is not None  # type: ignore[attr-defined]
+
+
+def test_silent_broker_noticed(
+    own_broker: Any, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    transport = make_transport(f"{own_broker.url}?heartbeat={HEARTBEAT_SECONDS}")
+    transport.connect(timeout=30)
+    broker_pid = int((own_broker.state_dir / "pid").read_text())
+
+    # A stopped broker keeps its sockets open but sends nothing: the case
+    # only heartbeats reveal.
+    os.kill(broker_pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        while _connected(transport) and time.monotonic() - started < 30:
+            time.sleep(0.1)
+        noticed_after = time.monotonic() - started
+    finally:
+        os.kill(broker_pid, signal.SIGCONT)
+
+    assert not _connected(transport)
+    # Two heartbeat intervals, plus aiormq's one-second check step and the
+    # second it adds to the interval.
+    assert noticed_after < 2 * HEARTBEAT_SECONDS + 2
