@@ -1,7 +1,7 @@
 """The contract between the API layer and a transport.
 
-A transport moves opaque message bodies. It knows the addressing of
-oslo.messaging's rabbit driver but nothing of requests, replies or endpoints:
+A transport moves opaque message bodies. It follows the addressing of
+oslo.messaging's rabbit driver and decodes no request, reply or endpoint:
 
 - :meth:`Transport.send` publishes a request to an :class:`Address`: the shared
   queue of a topic, the queue of one server of the topic, or every server of a
@@ -47,7 +47,7 @@ DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds Transport.connect waits
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Address:
-    """Where a request goes: a topic, one server of it, or all of its servers."""
+    """The destination of a request: a topic, one server of it, or all of them."""
 
     exchange: str
     topic: str
