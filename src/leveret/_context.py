@@ -88,8 +88,8 @@ class RequestContext:
         """Build a context from :meth:`to_dict` output or an oslo.context dict.
 
         oslo.context's ``user`` and older ``tenant`` keys stand in for a
-        missing ``user_id`` and ``project_id``; ``tenant`` is also kept in
-        ``extra``, while ``user`` is written again by :meth:`to_dict`.
+        missing ``user_id`` and ``project_id``. ``tenant`` is also kept in
+        ``extra``, and :meth:`to_dict` writes ``user`` again.
         """
         extra = dict(values)
         user = extra.pop("user", None)

@@ -2,7 +2,7 @@
 
 - ``"before"`` (at most once, the default, as oslo.messaging does): the
   request is acknowledged before its method runs, so a server that dies
-  mid-request loses it but never runs it twice.
+  mid-request loses it instead of having it run again elsewhere.
 - ``"after"`` (at least once): the request is acknowledged when its method
   has returned or raised, so the broker redelivers it to another server if
   this one dies or loses its connection first. A method's exception still

@@ -1,6 +1,6 @@
 """Lookup of the endpoint method a request names.
 
-A server holds a list of endpoint objects. An endpoint serves the namespace and
+A server has a list of endpoint objects. An endpoint serves the namespace and
 version of its ``target`` attribute (a :class:`~leveret.Target`, or anything
 with ``namespace`` and ``version`` attributes), by default namespace None and
 version ``"1.0"``. A request for version ``X.Y`` matches an endpoint of version
@@ -38,7 +38,7 @@ def expose(method: F) -> F:
 
 
 class HandlerKind(enum.Enum):
-    """How a method runs: in the thread pool or on the loop, and if it streams."""
+    """The way a method runs: in the thread pool or on the loop, streaming or not."""
 
     SYNC = "sync"
     SYNC_GENERATOR = "sync generator"

@@ -13,7 +13,7 @@ call, ``_msg_id`` (correlates replies), ``_reply_q`` (where replies go) and
 ``_remote_errors``), ``ending`` and ``_msg_id``.
 
 leveret adds fields that other peers ignore: ``_leveret_stream`` on a request
-asks for a streamed reply, and on a reply marks it as part of one;
+requests a streamed reply, and on a reply marks it as part of one.
 ``_leveret_server`` on a streamed reply names the server, so that the caller
 can send it ``_leveret_cancel`` (the stream's ``_msg_id``) to stop the stream.
 """
@@ -128,7 +128,7 @@ def unwrap(body: bytes | str) -> dict[str, Any]:
     try:
         message = _values.loads(outer[MESSAGE_KEY])
     except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedMessage(f"envelope holds no valid message: {exc!r}") from None
+        raise MalformedMessage(f"envelope contains no valid message: {exc!r}") from None
     if not isinstance(message, dict):
         raise MalformedMessage("envelope message is not a JSON object")
     return message

@@ -148,7 +148,7 @@ class RequestExecution:
 
         An oslo caller with ``call_monitor_timeout`` sets ``_timeout`` and
         expects a reply with ``ending`` false every ``int(_timeout) / 2``
-        seconds; its server sends none when that is under a second.
+        seconds. An oslo server sends none when that is under a second.
         """
         timeout = request.call_monitor_timeout
         if request.msg_id is None or timeout is None:

@@ -16,7 +16,7 @@ from .transports.base import Transport
 
 
 class LoopService(Protocol):
-    """What an asyncio server or listener offers its blocking twin."""
+    """The interface an asyncio server or listener offers its blocking twin."""
 
     transport: Transport
     stopped: threading.Event

@@ -7,8 +7,8 @@ the stream early can tell that server to stop the generator. A peer that does
 not stream (an oslo.messaging server) sends one result, which the stream
 yields as its only item.
 
-NOTE: the server does not wait for the caller to take items; a slow consumer
-of a long stream lets items pile up in its reply queue.
+NOTE: the server does not wait for the caller to take items, so a slow
+consumer of a long stream lets items pile up in its reply queue.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ class Target:
     - ``fanout``: send a cast to every server of the topic.
     - ``exchange``: the control exchange; None means the transport's default.
     - ``namespace`` and ``version`` (``"major.minor"``): pick the endpoint. On an
-      endpoint's ``target`` attribute they say what the endpoint serves, and
+      endpoint's ``target`` attribute they state what the endpoint serves, and
       ``topic`` may then be None.
     """
 

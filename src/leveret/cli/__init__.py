@@ -44,7 +44,7 @@ def cli() -> None:
     `leveret notify` or `leveret listen` for notifications.
     """
     # aiormq logs every failed connection attempt at ERROR; leveret's own
-    # WARNING line says the same with the broker's address, so keep one.
+    # WARNING line reports the same with the broker's address, so keep one.
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
 
 

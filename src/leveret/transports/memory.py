@@ -314,7 +314,8 @@ _brokers_lock = threading.Lock()
 def broker_named(name: str) -> MemoryBroker:
     """Return the process's in-process broker called *name*, creating it once.
 
-    The registry holds brokers weakly: a broker lives while a transport uses it.
+    The registry keeps brokers by weak reference, so a broker lives as long as
+    a transport uses it.
     """
     with _brokers_lock:
         broker = _brokers.get(name)
