@@ -80,7 +80,7 @@ def test_heartbeat_option_negotiated(
 
     assert _call_ping(transport) == "pong"
     connection = _supervisor(transport).connection
-    assert connection.connection_tune.heartbeat == 7
+    assert connection.heartbeat == 7
 
 
 def test_exchange_option_used(

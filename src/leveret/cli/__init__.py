@@ -6,7 +6,6 @@ register it with ``cli.add_command``.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import click
@@ -43,9 +42,6 @@ def cli() -> None:
     methods, `leveret call` or `leveret cast` to send requests, and
     `leveret notify` or `leveret listen` for notifications.
     """
-    # aiormq logs every failed connection attempt at ERROR; leveret's own
-    # WARNING line reports the same with the broker's address, so keep one.
-    logging.getLogger("aiormq").setLevel(logging.CRITICAL)
 
 
 cli.add_command(demo)

@@ -21,27 +21,15 @@ import logging
 import random
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-import aiormq
-import aiormq.abc
 
 from .._errors import ConnectionLost, TransportClosed
+from ._amqp_protocol import Connection, open_connection
 from ._amqp_url import BrokerAddress, RabbitMQOptions
 
 logger = logging.getLogger("leveret.transport.rabbitmq")
 
 BACKOFF_FIRST = 0.2  # seconds before the first reconnect attempt, at most
 BACKOFF_CAP = 30.0  # seconds between attempts, at most
-
-
-class _Connection(aiormq.Connection):
-    # aiormq declares a connection dead when no frame arrived for
-    # (heartbeat + 1) * multiplier seconds, checking every heartbeat / 2 s
-    # (at least 1 s). With 1, a silent peer is noticed within 1.5 intervals
-    # plus a second or two, while a live broker, which sends a heartbeat
-    # every half interval, has to miss two in a row first.
-    HEARTBEAT_GRACE_MULTIPLIER = 1
 
 
 def backoff_delay(attempt: int) -> float:
@@ -56,7 +44,7 @@ class ConnectionSupervisor:
     def __init__(
         self,
         options: RabbitMQOptions,
-        on_connected: Callable[[aiormq.abc.AbstractConnection], Awaitable[None]],
+        on_connected: Callable[[Connection], Awaitable[None]],
         ssl_context: ssl.SSLContext | None,
     ) -> None:
         self._options = options
@@ -65,7 +53,7 @@ class ConnectionSupervisor:
         self._ready = asyncio.Event()
         self._closed = False
         self._task: asyncio.Task[None] | None = None
-        self.connection: aiormq.abc.AbstractConnection | None = None
+        self.connection: Connection | None = None
         self.broker: BrokerAddress | None = None
         self.last_error: BaseException | None = None
         self.connections_opened = 0
@@ -74,7 +62,7 @@ class ConnectionSupervisor:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def ready(self) -> aiormq.abc.AbstractConnection:
+    async def ready(self) -> Connection:
         """Wait until a connection is open (callers bound the wait)."""
         self.start()
         while True:
@@ -108,29 +96,37 @@ class ConnectionSupervisor:
             attempt = 0
             await self._serve(connection, broker)
 
-    async def _connect(self, broker: BrokerAddress) -> aiormq.abc.AbstractConnection:
-        url = f"{broker.aiormq_url()}?heartbeat={self._options.heartbeat}"
-        connection = _Connection(url, context=self._ssl_context)
-        try:
-            async with asyncio.timeout(self._options.connection_timeout):
-                await connection.connect()
+    async def _connect(self, broker: BrokerAddress) -> Connection:
+        async with asyncio.timeout(self._options.connection_timeout):
+            connection = await open_connection(
+                broker.host,
+                broker.port,
+                username=broker.username,
+                password=broker.password,
+                virtual_host=broker.virtual_host,
+                heartbeat=self._options.heartbeat,
+                ssl_context=self._ssl_context if broker.scheme == "amqps" else None,
+            )
+            try:
                 await self._on_connected(connection)
-        except BaseException:
-            await _close_quietly(connection)
-            raise
+            except BaseException:
+                await _close_quietly(connection)
+                raise
         return connection
 
-    async def _serve(
-        self, connection: aiormq.abc.AbstractConnection, broker: BrokerAddress
-    ) -> None:
+    async def _serve(self, connection: Connection, broker: BrokerAddress) -> None:
         self.connection = connection
         self.broker = broker
         self.connections_opened += 1
         self._ready.set()
         logger.info("connection.opened broker=%s", broker.masked())
         try:
-            await connection.closing
-        except BaseException as exc:  # the reason the connection closed
+            # Shielded: cancelling the supervisor must not cancel the future
+            # that the connection settles when it closes.
+            await asyncio.shield(connection.closing)
+        except asyncio.CancelledError:
+            raise  # the transport is closing: close() closes the connection
+        except Exception as exc:  # the reason the connection closed
             self.last_error = exc
         self._ready.clear()
         self.connection = None
@@ -153,7 +149,7 @@ class ConnectionSupervisor:
             self.connection = None
 
 
-async def _close_quietly(connection: Any) -> None:
+async def _close_quietly(connection: Connection) -> None:
     try:
         await connection.close()
     except Exception as exc:  # closing a broken connection can fail in many ways
@@ -161,5 +157,5 @@ async def _close_quietly(connection: Any) -> None:
 
 
 def lost(exc: BaseException) -> ConnectionLost:
-    """Translate an aiormq connection or channel failure, once, at the boundary."""
+    """Translate a connection or channel failure, once, at the boundary."""
     return ConnectionLost(f"RabbitMQ connection failed: {exc!r}")

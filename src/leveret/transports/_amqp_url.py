@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import ssl
 from collections.abc import Sequence
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .._errors import ConfigurationError
 
@@ -56,12 +56,6 @@ class BrokerAddress:
     def masked(self) -> str:
         """Return the URL of this broker with the password replaced by ``***``."""
         return f"{self.scheme}://{self.username}:***@{self.host}:{self.port}/"
-
-    def aiormq_url(self) -> str:
-        user = quote(self.username, safe="")
-        password = quote(self.password, safe="")
-        vhost = quote(self.virtual_host, safe="")
-        return f"{self.scheme}://{user}:{password}@{self.host}:{self.port}/{vhost}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

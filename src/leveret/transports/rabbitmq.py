@@ -1,4 +1,4 @@
-"""The RabbitMQ (AMQP 0-9-1) transport, on aiormq.
+"""The RabbitMQ (AMQP 0-9-1) transport, on leveret's own AMQP client.
 
 Topology, the same as oslo.messaging's rabbit driver uses:
 
@@ -31,16 +31,24 @@ import asyncio
 import dataclasses
 import logging
 import ssl
-from collections.abc import Sequence
-from typing import Any
-
-import aiormq
-import aiormq.abc
-from pamqp.commands import Basic
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
 
 from .._envelope import new_id
 from .._errors import ConfigurationError, NoServerError, TransportClosed, TransportError
+from . import _amqp_frames as frames
 from ._amqp_connection import ConnectionSupervisor, lost
+from ._amqp_protocol import (
+    NOT_FOUND,
+    PRECONDITION_FAILED,
+    AMQPError,
+    Channel,
+    ChannelClosed,
+    Connection,
+    ConsumerCallback,
+    Delivery,
+    Unroutable,
+)
 from ._amqp_url import RabbitMQOptions, parse_rabbitmq_url
 from .base import (
     Address,
@@ -54,9 +62,25 @@ __all__ = ["RabbitMQTransport"]
 
 logger = logging.getLogger("leveret.transport.rabbitmq")
 
-_CONTENT_TYPE = "application/json"
 _PERSISTENT = 2
 _TRANSIENT = 1
+
+
+def _message_properties(persistent: bool, expiration: str | None) -> tuple[int, bytes]:
+    return frames.properties(
+        content_type="application/json",
+        content_encoding="utf-8",
+        delivery_mode=_PERSISTENT if persistent else _TRANSIENT,
+        expiration=expiration,
+    )
+
+
+# Encoded once: the properties of messages without an expiration.
+_PERSISTENT_PROPERTIES = _message_properties(True, None)
+_TRANSIENT_PROPERTIES = _message_properties(False, None)
+
+# Errors of a connection or channel that failed under an operation.
+_FAILURES = (AMQPError, OSError)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,28 +106,26 @@ class _Delivery:
 
     __slots__ = ("body", "delivery_count", "redelivered", "_channel", "_tag")
 
-    def __init__(self, message: aiormq.abc.DeliveredMessage) -> None:
-        delivery = message.delivery
-        assert isinstance(delivery, Basic.Deliver)
-        self.body: bytes = message.body
-        self.redelivered = bool(delivery.redelivered)
-        headers = message.header.properties.headers or {}
-        count = headers.get("x-delivery-count")
+    def __init__(self, delivery: Delivery) -> None:
+        self.body = delivery.body
+        self.redelivered = delivery.redelivered
+        headers = delivery.headers
+        count = None if headers is None else headers.get("x-delivery-count")
         self.delivery_count = count if isinstance(count, int) else int(self.redelivered)
-        self._channel = message.channel
-        self._tag: int = delivery.delivery_tag or 0
+        self._channel = delivery.channel
+        self._tag = delivery.delivery_tag
 
     async def ack(self) -> None:
         try:
-            await self._channel.basic_ack(self._tag, wait=False)
-        except (aiormq.AMQPError, RuntimeError) as exc:
-            # The channel closed; the broker redelivers the message.
+            self._channel.ack(self._tag)
+        except _FAILURES as exc:
+            # The connection closed; the broker redelivers the message.
             logger.debug("delivery.ack_failed tag=%s error=%r", self._tag, exc)
 
     async def reject(self, requeue: bool) -> None:
         try:
-            await self._channel.basic_reject(self._tag, requeue=requeue, wait=False)
-        except (aiormq.AMQPError, RuntimeError) as exc:
+            self._channel.reject(self._tag, requeue=requeue)
+        except _FAILURES as exc:
             logger.debug("delivery.reject_failed tag=%s error=%r", self._tag, exc)
 
 
@@ -123,24 +145,29 @@ class _RabbitListener:
         self._handler = handler
         self._prefetch = prefetch
         self._no_ack = no_ack
-        self._channel: aiormq.abc.AbstractChannel | None = None
+        self._channel: Channel | None = None
         self._consumer_tags: list[str] = []
 
-    async def start(self, connection: aiormq.abc.AbstractConnection) -> None:
-        channel = await connection.channel(publisher_confirms=False)
-        await channel.basic_qos(prefetch_count=self._prefetch)
+    async def start(self, connection: Connection) -> None:
+        channel = await connection.channel()
+        await channel.basic_qos(self._prefetch)
         self._channel = channel
         self._consumer_tags = []
+        # Messages consumed without acknowledgement (replies) have nothing
+        # to settle, and their handler reads only the body: it takes them as
+        # they come.
+        on_delivery: ConsumerCallback = self._on_delivery
+        if self._no_ack:
+            on_delivery = cast(ConsumerCallback, self._handler)
         for spec in self.specs:
             await self._transport.declare_queue(connection, spec)
-            consume_ok = await channel.basic_consume(
-                spec.name, self._on_delivery, no_ack=self._no_ack
+            tag = await channel.basic_consume(
+                spec.name, on_delivery, no_ack=self._no_ack
             )
-            if consume_ok.consumer_tag is not None:
-                self._consumer_tags.append(consume_ok.consumer_tag)
+            self._consumer_tags.append(tag)
 
-    async def _on_delivery(self, message: aiormq.abc.DeliveredMessage) -> None:
-        self._handler(_Delivery(message))
+    def _on_delivery(self, delivery: Delivery) -> None:
+        self._handler(_Delivery(delivery))
 
     async def stop(self) -> None:
         self._transport.forget(self)
@@ -150,7 +177,7 @@ class _RabbitListener:
         for tag in self._consumer_tags:
             try:
                 await channel.basic_cancel(tag)
-            except (aiormq.AMQPError, RuntimeError) as exc:
+            except _FAILURES as exc:
                 logger.debug("consumer.cancel_failed tag=%s error=%r", tag, exc)
         self._consumer_tags = []
 
@@ -160,7 +187,7 @@ class _RabbitListener:
         if channel is not None and not channel.is_closed:
             try:
                 await channel.close()
-            except (aiormq.AMQPError, RuntimeError) as exc:
+            except _FAILURES as exc:
                 logger.debug("channel.close_failed error=%r", exc)
 
 
@@ -195,9 +222,10 @@ class RabbitMQTransport(Transport):
         self._listeners: list[_RabbitListener] = []
         self._reply_listener: _RabbitListener | None = None
         self._reply_queue_name: str | None = None
-        self._publish_channel: aiormq.abc.AbstractChannel | None = None
+        self._publish_channel: Channel | None = None
         self._declared: set[tuple[str, str]] = set()
         self._channel_lock: asyncio.Lock | None = None
+        self._reply_lock: asyncio.Lock | None = None
 
     @classmethod
     def from_url(cls, url: str | Sequence[str]) -> RabbitMQTransport:
@@ -208,12 +236,10 @@ class RabbitMQTransport(Transport):
 
     # Connection life cycle.
 
-    async def _on_connected(self, connection: aiormq.abc.AbstractConnection) -> None:
+    async def _on_connected(self, connection: Connection) -> None:
         """Declare everything again and restart every consumer."""
         self._declared.clear()
-        self._publish_channel = await connection.channel(
-            publisher_confirms=True, on_return_raises=True
-        )
+        self._publish_channel = await connection.channel(confirms=True)
         if self._reply_listener is not None:
             await self._reply_listener.start(connection)
         for listener in list(self._listeners):
@@ -228,11 +254,11 @@ class RabbitMQTransport(Transport):
         error = self._supervisor.last_error
         return "not connected yet" if error is None else repr(error)
 
-    async def _connection(self) -> aiormq.abc.AbstractConnection:
+    async def _connection(self) -> Connection:
         self.check_open()
         return await self._supervisor.ready()
 
-    async def _channel(self) -> aiormq.abc.AbstractChannel:
+    async def _channel(self) -> Channel:
         """Return the publish channel, opening a new one if it was closed."""
         channel = self._publish_channel
         if channel is not None and not channel.is_closed:
@@ -243,9 +269,7 @@ class RabbitMQTransport(Transport):
         async with self._channel_lock:
             channel = self._publish_channel
             if channel is None or channel.is_closed:
-                channel = await connection.channel(
-                    publisher_confirms=True, on_return_raises=True
-                )
+                channel = await connection.channel(confirms=True)
                 self._publish_channel = channel
             return channel
 
@@ -257,35 +281,38 @@ class RabbitMQTransport(Transport):
 
     async def _declare(
         self,
-        connection: aiormq.abc.AbstractConnection,
+        connection: Connection,
         kind: str,
         name: str,
-        **arguments: Any,
+        declare: Callable[[Channel, bool], Awaitable[None]],
     ) -> None:
         """Declare an exchange or queue on a throwaway channel.
 
-        A ``PRECONDITION_FAILED`` closes the channel it happened on, so the
-        declaration does not share a channel with publishing or consuming.
+        *declare* declares it on a channel, passively when its second argument
+        is true. A ``PRECONDITION_FAILED`` closes the channel it happened on,
+        so the declaration does not share a channel with publishing or
+        consuming.
         """
-        channel = await connection.channel(publisher_confirms=False)
+        channel = await connection.channel()
         try:
             try:
-                await getattr(channel, f"{kind}_declare")(name, **arguments)
-            except aiormq.ChannelPreconditionFailed as exc:
+                await declare(channel, False)
+            except ChannelClosed as exc:
+                if exc.reply_code != PRECONDITION_FAILED:
+                    raise
                 logger.info(
                     "%s.declare_mismatch name=%s error=%s; using it as declared",
                     kind,
                     name,
                     exc,
                 )
-                channel = await connection.channel(publisher_confirms=False)
-                await getattr(channel, f"{kind}_declare")(name, passive=True)
+                channel = await connection.channel()
+                await declare(channel, True)
         finally:
-            if not channel.is_closed:
-                await channel.close()
+            await channel.close()
 
     async def declare_exchange(
-        self, connection: aiormq.abc.AbstractConnection, name: str, exchange_type: str
+        self, connection: Connection, name: str, exchange_type: str
     ) -> None:
         if (exchange_type, name) in self._declared:
             return
@@ -294,14 +321,18 @@ class RabbitMQTransport(Transport):
         # exchanges non-durable and auto-deleted. One declared otherwise by
         # another service first is accepted as it is.
         auto_delete = exchange_type == "fanout"
-        await self._declare(
-            connection,
-            "exchange",
-            name,
-            exchange_type=exchange_type,
-            durable=self.options.durable_exchange and not auto_delete,
-            auto_delete=auto_delete,
-        )
+        durable = self.options.durable_exchange and not auto_delete
+
+        async def declare(channel: Channel, passive: bool) -> None:
+            await channel.exchange_declare(
+                name,
+                exchange_type,
+                passive=passive,
+                durable=durable,
+                auto_delete=auto_delete,
+            )
+
+        await self._declare(connection, "exchange", name, declare)
         # The broker deletes a fanout exchange with its last queue, so it is
         # declared again before each use. A publish to a deleted exchange
         # closes the shared publish channel (NOT_FOUND) under every publish in
@@ -311,9 +342,7 @@ class RabbitMQTransport(Transport):
         if not auto_delete:
             self._declared.add((exchange_type, name))
 
-    async def declare_queue(
-        self, connection: aiormq.abc.AbstractConnection, spec: _QueueSpec
-    ) -> None:
+    async def declare_queue(self, connection: Connection, spec: _QueueSpec) -> None:
         for binding in spec.bindings:
             await self.declare_exchange(
                 connection, binding.exchange, binding.exchange_type
@@ -321,7 +350,7 @@ class RabbitMQTransport(Transport):
         if spec.exclusive:
             # An exclusive queue can only be declared on this connection's
             # channels, and never conflicts with another service's.
-            channel = await connection.channel(publisher_confirms=False)
+            channel = await connection.channel()
             try:
                 await channel.queue_declare(
                     spec.name,
@@ -332,18 +361,21 @@ class RabbitMQTransport(Transport):
             finally:
                 await channel.close()
         else:
-            await self._declare(
-                connection,
-                "queue",
-                spec.name,
-                durable=spec.durable,
-                arguments=spec.arguments,
-            )
-        channel = await connection.channel(publisher_confirms=False)
+
+            async def declare(channel: Channel, passive: bool) -> None:
+                await channel.queue_declare(
+                    spec.name,
+                    passive=passive,
+                    durable=spec.durable,
+                    arguments=spec.arguments,
+                )
+
+            await self._declare(connection, "queue", spec.name, declare)
+        channel = await connection.channel()
         try:
             for binding in spec.bindings:
                 await channel.queue_bind(
-                    spec.name, binding.exchange, routing_key=binding.routing_key
+                    spec.name, binding.exchange, binding.routing_key
                 )
         finally:
             await channel.close()
@@ -365,39 +397,42 @@ class RabbitMQTransport(Transport):
         persistent: bool,
         expiration: float | None = None,
     ) -> None:
-        properties = Basic.Properties(
-            content_type=_CONTENT_TYPE,
-            content_encoding="utf-8",
-            delivery_mode=_PERSISTENT if persistent else _TRANSIENT,
-            expiration=None
-            if expiration is None
-            else str(max(1, int(expiration * 1000))),
-        )
-        try:
-            channel = await self._channel()
-            await channel.basic_publish(
-                body,
-                exchange=exchange,
-                routing_key=routing_key,
-                properties=properties,
-                mandatory=mandatory,
-                # Do not hold the channel lock until the frame is written,
-                # because that serializes every publish on the channel. The
-                # broker's confirm, awaited here anyway, proves more.
-                wait=False,  # type: ignore[call-arg]
+        if expiration is not None:
+            flags, property_list = _message_properties(
+                persistent, str(max(1, int(expiration * 1000)))
             )
-        except aiormq.exceptions.PublishError:
+        else:
+            flags, property_list = (
+                _PERSISTENT_PROPERTIES if persistent else _TRANSIENT_PROPERTIES
+            )
+        try:
+            channel = self._publish_channel
+            if channel is None or channel.is_closed:
+                channel = await self._channel()
+            confirm = channel.publish(
+                exchange,
+                routing_key,
+                body,
+                mandatory=mandatory,
+                property_flags=flags,
+                property_list=property_list,
+            )
+            if confirm is not None:
+                await confirm
+        except Unroutable:
             destination = f"{exchange or '(default exchange)'}/{routing_key}"
             raise NoServerError(
                 f"no queue receives messages for {destination}"
             ) from None
-        except aiormq.ChannelNotFoundEntity:
-            raise NoServerError(f"exchange {exchange} does not exist") from None
-        except (aiormq.AMQPError, ConnectionError, RuntimeError) as exc:
+        except ChannelClosed as exc:
+            if exc.reply_code == NOT_FOUND:
+                raise NoServerError(f"exchange {exchange} does not exist") from None
+            raise self._failure(exc) from exc
+        except _FAILURES as exc:
             raise self._failure(exc) from exc
 
     def _failure(self, exc: BaseException) -> TransportError:
-        """Translate an aiormq failure into TransportClosed or ConnectionLost."""
+        """Translate a connection failure into TransportClosed or ConnectionLost."""
         if self.closed:
             return TransportClosed(f"{self!r} is closed")
         return lost(exc)
@@ -420,7 +455,7 @@ class RabbitMQTransport(Transport):
             connection = await self._connection()
             try:
                 await self.declare_exchange(connection, exchange, exchange_type)
-            except (aiormq.AMQPError, ConnectionError, RuntimeError) as exc:
+            except _FAILURES as exc:
                 raise self._failure(exc) from exc
         # A call (it has an expiration) is useless after its deadline, so it
         # is not written to disk. A cast is, so that it survives a restart.
@@ -439,17 +474,24 @@ class RabbitMQTransport(Transport):
     async def reply_queue(self) -> str:
         if self._reply_queue_name is not None:
             return self._reply_queue_name
-        connection = await self._connection()
-        if self._reply_queue_name is None:
-            name = f"reply_{new_id()}"
-            spec = _QueueSpec(name, bindings=(), durable=False, exclusive=True)
-            listener = _RabbitListener(
-                self, [spec], self._on_reply, prefetch=0, no_ack=True
-            )
-            await listener.start(connection)
-            self._reply_listener = listener
-            self._reply_queue_name = name
-        return self._reply_queue_name
+        if self._reply_lock is None:
+            self._reply_lock = asyncio.Lock()
+        # Callers that ask at once wait for the first one's queue.
+        async with self._reply_lock:
+            if self._reply_queue_name is None:
+                name = f"reply_{new_id()}"
+                spec = _QueueSpec(name, bindings=(), durable=False, exclusive=True)
+                listener = _RabbitListener(
+                    self, [spec], self._on_reply, prefetch=0, no_ack=True
+                )
+                connection = await self._connection()
+                try:
+                    await listener.start(connection)
+                except _FAILURES as exc:
+                    raise self._failure(exc) from exc
+                self._reply_listener = listener
+                self._reply_queue_name = name
+            return self._reply_queue_name
 
     def _on_reply(self, message: Any) -> None:
         self.replies.deliver(message.body)
@@ -483,7 +525,10 @@ class RabbitMQTransport(Transport):
     ) -> _RabbitListener:
         connection = await self._connection()
         listener = _RabbitListener(self, specs, handler, prefetch)
-        await listener.start(connection)
+        try:
+            await listener.start(connection)
+        except _FAILURES as exc:
+            raise self._failure(exc) from exc
         self._listeners.append(listener)
         return listener
 
@@ -495,7 +540,10 @@ class RabbitMQTransport(Transport):
         if ("queue", key) not in self._declared:
             binding = _Binding(address.exchange, "topic", key)
             spec = _QueueSpec(key, (binding,), arguments=self._topic_queue_arguments())
-            await self.declare_queue(connection, spec)
+            try:
+                await self.declare_queue(connection, spec)
+            except _FAILURES as exc:
+                raise self._failure(exc) from exc
             self._declared.add(("queue", key))
         await self._publish(
             address.exchange, key, body, mandatory=False, persistent=True
