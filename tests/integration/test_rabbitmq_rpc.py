@@ -405,6 +405,24 @@ def test_concurrent_calls_from_tasks(transport: leveret.Transport) -> None:
     assert results == [i + 1000 for i in range(200)]
 
 
+def test_fanout_reaches_server_started_after_exchange_deleted(
+    transport: leveret.Transport,
+) -> None:
+    topic = new_topic("fanout-again")
+    fanout = leveret.RPCClient(
+        transport, leveret.Target(topic, fanout=True), timeout=WAIT_SECONDS
+    )
+    first, second = Service("first"), Service("second")
+    with leveret.RPCServer(transport, leveret.Target(topic, server="a"), [first]):
+        fanout.cast("record", value=1)
+        assert wait_until(lambda: first.received == [1])
+    # The broker deleted the fanout exchange with the server's queue; this
+    # transport declared it before, and must declare it again.
+    with leveret.RPCServer(transport, leveret.Target(topic, server="b"), [second]):
+        fanout.cast("record", value=3)
+        assert wait_until(lambda: second.received == [3])
+
+
 def test_fanout_to_deleted_exchange_isolated(transport: leveret.Transport) -> None:
     """A fanout cast whose exchange the broker deleted fails alone.
 

@@ -181,7 +181,9 @@ def connection_open(virtual_host: str) -> bytes:
 
 
 def close(reply_code: int, reply_text: str) -> bytes:
-    return _U16.pack(reply_code) + shortstr(reply_text[:255]) + b"\x00" * 4
+    # Cut the text at 255 bytes, not characters, and drop a split character.
+    text = reply_text.encode()[:255].decode(errors="ignore")
+    return _U16.pack(reply_code) + shortstr(text) + b"\x00" * 4
 
 
 def channel_open() -> bytes:
@@ -407,8 +409,12 @@ def _decimal(cursor: _Cursor) -> Decimal:
     return Decimal(value).scaleb(-places)
 
 
-def _timestamp(cursor: _Cursor) -> datetime:
-    return datetime.fromtimestamp(cursor.unpack(_U64), tz=UTC)
+def _timestamp(cursor: _Cursor) -> datetime | int:
+    seconds = cursor.unpack(_U64)
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return int(seconds)  # beyond what datetime holds: kept as a number
 
 
 _FIELD_READERS: dict[bytes, Callable[[_Cursor], Any]] = {
@@ -445,7 +451,7 @@ def decode_start(payload: bytes) -> tuple[dict[str, Any], list[str]]:
     """Return the server properties and the SASL mechanisms of connection.start."""
     cursor = _Cursor(payload, 6)
     server_properties = cursor.table()
-    mechanisms = cursor.longstr().decode().split()
+    mechanisms = cursor.longstr().decode(errors="replace").split()
     return server_properties, mechanisms
 
 

@@ -82,6 +82,16 @@ _TRANSIENT_PROPERTIES = _message_properties(False, None)
 # Errors of a connection or channel that failed under an operation.
 _FAILURES = (AMQPError, OSError)
 
+# Publish channels, by what they carry. Fanout casts have their own: the
+# broker deletes a fanout exchange with its last queue, and a publish to a
+# deleted exchange closes its channel under every publish in flight on it.
+_MAIN = "main"
+_FANOUT = "fanout"
+
+
+class _ExchangeNotFound(NoServerError):
+    """The exchange of a publish is gone; the broker closed the channel."""
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Binding:
@@ -222,7 +232,7 @@ class RabbitMQTransport(Transport):
         self._listeners: list[_RabbitListener] = []
         self._reply_listener: _RabbitListener | None = None
         self._reply_queue_name: str | None = None
-        self._publish_channel: Channel | None = None
+        self._publish_channels: dict[str, Channel] = {}
         self._declared: set[tuple[str, str]] = set()
         self._channel_lock: asyncio.Lock | None = None
         self._reply_lock: asyncio.Lock | None = None
@@ -239,7 +249,7 @@ class RabbitMQTransport(Transport):
     async def _on_connected(self, connection: Connection) -> None:
         """Declare everything again and restart every consumer."""
         self._declared.clear()
-        self._publish_channel = await connection.channel(confirms=True)
+        self._publish_channels = {_MAIN: await connection.channel(confirms=True)}
         if self._reply_listener is not None:
             await self._reply_listener.start(connection)
         for listener in list(self._listeners):
@@ -258,19 +268,19 @@ class RabbitMQTransport(Transport):
         self.check_open()
         return await self._supervisor.ready()
 
-    async def _channel(self) -> Channel:
-        """Return the publish channel, opening a new one if it was closed."""
-        channel = self._publish_channel
+    async def _channel(self, purpose: str) -> Channel:
+        """Return a publish channel, opening a new one if it was closed."""
+        channel = self._publish_channels.get(purpose)
         if channel is not None and not channel.is_closed:
             return channel
         connection = await self._connection()
         if self._channel_lock is None:
             self._channel_lock = asyncio.Lock()
         async with self._channel_lock:
-            channel = self._publish_channel
+            channel = self._publish_channels.get(purpose)
             if channel is None or channel.is_closed:
                 channel = await connection.channel(confirms=True)
-                self._publish_channel = channel
+                self._publish_channels[purpose] = channel
             return channel
 
     def forget(self, listener: _RabbitListener) -> None:
@@ -312,9 +322,15 @@ class RabbitMQTransport(Transport):
             await channel.close()
 
     async def declare_exchange(
-        self, connection: Connection, name: str, exchange_type: str
+        self,
+        connection: Connection,
+        name: str,
+        exchange_type: str,
+        *,
+        again: bool = False,
     ) -> None:
-        if (exchange_type, name) in self._declared:
+        """Declare an exchange unless this connection did, or if *again*."""
+        if not again and (exchange_type, name) in self._declared:
             return
         # As oslo.messaging declares them: the control exchange durable only
         # with amqp_durable_queues = true (our durable_exchange option), fanout
@@ -333,19 +349,14 @@ class RabbitMQTransport(Transport):
             )
 
         await self._declare(connection, "exchange", name, declare)
-        # The broker deletes a fanout exchange with its last queue, so it is
-        # declared again before each use. A publish to a deleted exchange
-        # closes the shared publish channel (NOT_FOUND) under every publish in
-        # flight on it, and can get the whole connection closed.
-        # NOTE: an exchange deleted between this declare and the publish still
-        # closes the channel.
-        if not auto_delete:
-            self._declared.add((exchange_type, name))
+        self._declared.add((exchange_type, name))
 
     async def declare_queue(self, connection: Connection, spec: _QueueSpec) -> None:
         for binding in spec.bindings:
+            # Declared even when this connection did before: a fanout
+            # exchange may have gone with its last queue since.
             await self.declare_exchange(
-                connection, binding.exchange, binding.exchange_type
+                connection, binding.exchange, binding.exchange_type, again=True
             )
         if spec.exclusive:
             # An exclusive queue can only be declared on this connection's
@@ -396,6 +407,7 @@ class RabbitMQTransport(Transport):
         mandatory: bool,
         persistent: bool,
         expiration: float | None = None,
+        purpose: str = _MAIN,
     ) -> None:
         if expiration is not None:
             flags, property_list = _message_properties(
@@ -406,9 +418,9 @@ class RabbitMQTransport(Transport):
                 _PERSISTENT_PROPERTIES if persistent else _TRANSIENT_PROPERTIES
             )
         try:
-            channel = self._publish_channel
+            channel = self._publish_channels.get(purpose)
             if channel is None or channel.is_closed:
-                channel = await self._channel()
+                channel = await self._channel(purpose)
             confirm = channel.publish(
                 exchange,
                 routing_key,
@@ -426,7 +438,8 @@ class RabbitMQTransport(Transport):
             ) from None
         except ChannelClosed as exc:
             if exc.reply_code == NOT_FOUND:
-                raise NoServerError(f"exchange {exchange} does not exist") from None
+                self._declared = {d for d in self._declared if d[1] != exchange}
+                raise _ExchangeNotFound(f"exchange {exchange} does not exist") from None
             raise self._failure(exc) from exc
         except _FAILURES as exc:
             raise self._failure(exc) from exc
@@ -451,22 +464,33 @@ class RabbitMQTransport(Transport):
             key = f"{address.topic}.{address.server}"
         else:
             exchange, exchange_type, key = address.exchange, "topic", address.topic
-        if (exchange_type, exchange) not in self._declared:
-            connection = await self._connection()
+        purpose = _FANOUT if address.fanout else _MAIN
+        for attempt in (1, 2):
+            if (exchange_type, exchange) not in self._declared:
+                connection = await self._connection()
+                try:
+                    await self.declare_exchange(connection, exchange, exchange_type)
+                except _FAILURES as exc:
+                    raise self._failure(exc) from exc
             try:
-                await self.declare_exchange(connection, exchange, exchange_type)
-            except _FAILURES as exc:
-                raise self._failure(exc) from exc
-        # A call (it has an expiration) is useless after its deadline, so it
-        # is not written to disk. A cast is, so that it survives a restart.
-        await self._publish(
-            exchange,
-            key,
-            body,
-            mandatory=True,
-            persistent=expiration is None,
-            expiration=expiration,
-        )
+                # A call (it has an expiration) is useless after its deadline,
+                # so it is not written to disk. A cast is, so that it survives
+                # a restart.
+                await self._publish(
+                    exchange,
+                    key,
+                    body,
+                    mandatory=True,
+                    persistent=expiration is None,
+                    expiration=expiration,
+                    purpose=purpose,
+                )
+                return
+            except _ExchangeNotFound:
+                # Deleted since it was declared, e.g. a fanout exchange with
+                # its last queue: declared again and published once more.
+                if attempt == 2:
+                    raise
 
     async def send_reply(self, reply_queue: str, body: bytes) -> None:
         await self._publish("", reply_queue, body, mandatory=True, persistent=False)
