@@ -8,10 +8,11 @@ import traceback
 import urllib.parse
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pika
 import pytest
-from broker_api import WAIT_SECONDS, new_topic, wait_until
+from broker_api import WAIT_SECONDS, new_topic, rabbitmqctl, wait_until
 
 import leveret
 
@@ -81,6 +82,19 @@ def test_heartbeat_option_negotiated(
     assert _call_ping(transport) == "pong"
     connection = _supervisor(transport).connection
     assert connection.heartbeat == 7
+
+
+def test_heartbeat_zero_turns_heartbeats_off(
+    own_broker: Any, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    transport = make_transport(f"{own_broker.url}?heartbeat=0")
+
+    assert _call_ping(transport) == "pong"
+    assert _supervisor(transport).connection.heartbeat == 0
+    # RabbitMQ 3.10 proposes 60 s, so a 0 here shows it accepted the client's 0.
+    rows = rabbitmqctl(own_broker.state_dir, "list_connections", "timeout")
+    assert [row["timeout"] for row in rows] == [0]
+    assert _call_ping(transport) == "pong"
 
 
 def test_exchange_option_used(
@@ -260,3 +274,23 @@ def test_connect_unreachable_raises(
     assert time.monotonic() - started < 5
     assert SECRET not in str(caught.value)
     assert "Connect call failed" in str(caught.value)
+
+
+def test_connect_refused_login_raises(
+    amqp_url: str, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    transport = make_transport(f"amqp://guest:{SECRET}@127.0.0.1:{_port(amqp_url)}/")
+    started = time.monotonic()
+    with pytest.raises(leveret.ConnectionLost) as caught:
+        transport.connect(timeout=2)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 4, f"connect raised after {elapsed:.2f} s, past its 2 s timeout"
+    assert "ACCESS_REFUSED" in str(caught.value)
+    last_error = _supervisor(transport).last_error
+    assert last_error is not None
+    assert "ACCESS_REFUSED" in str(last_error)
+    for text in _exception_texts(caught.value):
+        assert SECRET not in text
+    for text in _exception_texts(last_error):
+        assert SECRET not in text

@@ -1,0 +1,322 @@
+"""leveret's own AMQP 0-9-1 client against a real RabbitMQ broker.
+
+Covers what the other integration tests leave out: messages that span many
+body frames, non-ASCII text, a broker under a resource alarm
+(``connection.blocked``), many channels on one connection, and publisher
+confirm accounting under concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import string
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from broker_api import WAIT_SECONDS, Api, new_topic, wait_until
+
+import leveret
+
+LOGGER = "leveret.transport.rabbitmq"
+HEARTBEAT_SECONDS = 2
+# The default memory watermark of RabbitMQ 3.10 (its rabbit.app), as a
+# fraction of the machine's memory.
+DEFAULT_WATERMARK = "0.4"
+
+
+class Service:
+    """Endpoint methods the tests call. ``received`` stores each cast's value."""
+
+    def __init__(self, name: str = "server-1") -> None:
+        self.name = name
+        self.received: list[Any] = []
+
+    def whoami(self) -> str:
+        return self.name
+
+    def echo(self, value: Any) -> Any:
+        return value
+
+    def record(self, value: Any) -> None:
+        self.received.append(value)
+
+    def numbered_copies(self, text: str, copies: int) -> str:
+        return "".join(f"<{number}>{text}" for number in range(copies))
+
+
+def _supervisor(transport: leveret.Transport) -> Any:
+    return transport._supervisor  # type: ignore[attr-defined]
+
+
+def _mixed_text(characters: int, seed: int) -> str:
+    """Return random text of ASCII letters, digits and multi-byte UTF-8 characters.
+
+    Multi-byte characters end up split across body frames, and random text
+    shows any body frames reordered or repeated.
+    """
+    alphabet = string.ascii_letters + string.digits + "éü€中😀"
+    return "".join(random.Random(seed).choices(alphabet, k=characters))
+
+
+# Large and non-ASCII messages.
+
+
+def test_large_call_round_trips(api: Api) -> None:
+    topic = new_topic()
+    api.serve(topic, [Service()])
+    client = api.client(topic)
+    text = _mixed_text(900_000, seed=1)
+    assert len(text.encode()) > 1_000_000, "the argument should be over 1 MB"
+
+    result = api.call(client, "numbered_copies", text=text, copies=5)
+
+    expected = "".join(f"<{number}>{text}" for number in range(5))
+    assert len(result.encode()) > 5_000_000
+    assert len(result) == len(expected)
+    assert result == expected
+
+
+def test_large_cast_arrives_intact(api: Api) -> None:
+    topic = new_topic()
+    service = Service()
+    api.serve(topic, [service])
+    client = api.client(topic)
+    text = _mixed_text(900_000, seed=2)
+
+    api.cast(client, "record", value=text)
+
+    assert wait_until(lambda: len(service.received) == 1)
+    assert service.received[0] == text
+
+
+def test_non_ascii_text_round_trips(api: Api) -> None:
+    # The topic and server name go into queue names and routing keys, which
+    # AMQP encodes as short strings of UTF-8 bytes.
+    topic = new_topic("тема-é")
+    service = Service("сервер-😀")
+    api.serve(topic, [service], server=service.name)
+    client = api.client(topic)
+    text = 'Grüße, 你好, привет, 😀 and a NUL \x00 and a quote " here'
+
+    assert api.call(client, "echo", value=text) == text
+    assert api.call(client, "echo", value={text: [text]}) == {text: [text]}
+    assert api.call(client.prepare(server=service.name), "whoami") == service.name
+    api.cast(client, "record", value=text)
+    assert wait_until(lambda: service.received == [text])
+
+
+# A broker under a resource alarm.
+
+
+def _set_memory_watermark(broker: Any, fraction: str) -> None:
+    """Set the memory high watermark of *broker*'s node; 0 raises a memory alarm."""
+    script = (
+        '. "$1/env" && '
+        'rabbitmqctl -n "$(cat "$1/node")" set_vm_memory_high_watermark "$2"'
+    )
+    result = subprocess.run(
+        ["bash", "-c", script, "set-watermark", str(broker.state_dir), fraction],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, (
+        f"set_vm_memory_high_watermark {fraction} failed: {result.stderr}"
+    )
+
+
+def _records(caplog: pytest.LogCaptureFixture, prefix: str) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.name == LOGGER and record.getMessage().startswith(prefix)
+    ]
+
+
+def _blocked_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return _records(caplog, "connection.blocked")
+
+
+def test_blocked_broker_times_out_then_recovers(
+    caplog: pytest.LogCaptureFixture,
+    own_broker: Any,
+    make_transport: Callable[[str], leveret.Transport],
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    transport = make_transport(f"{own_broker.url}?heartbeat={HEARTBEAT_SECONDS}")
+    topic = new_topic()
+    service = Service("s1")
+    timeout = 2.0
+
+    with leveret.RPCServer(transport, leveret.Target(topic, server="s1"), [service]):
+        client = leveret.RPCClient(transport, leveret.Target(topic), timeout=timeout)
+        assert client.call("whoami") == "s1"
+
+        _set_memory_watermark(own_broker, "0")
+        blocked_at = time.monotonic()
+        try:
+            started = time.monotonic()
+            with pytest.raises(leveret.MessagingTimeout):
+                client.cast("record", value="while blocked")
+            cast_seconds = time.monotonic() - started
+
+            # RabbitMQ 3.10 sends connection.blocked when the connection
+            # publishes under the alarm, not when the alarm starts.
+            assert wait_until(lambda: bool(_blocked_records(caplog))), (
+                "the transport logged no connection.blocked"
+            )
+            assert _blocked_records(caplog)[0].levelno == logging.WARNING
+
+            started = time.monotonic()
+            with pytest.raises(leveret.MessagingTimeout):
+                client.call("whoami")
+            call_seconds = time.monotonic() - started
+
+            # Stay blocked for three heartbeat intervals. The broker reads
+            # nothing from a blocked connection, heartbeats included, and must
+            # not take that silence for a dead client.
+            time.sleep(max(0.0, blocked_at + 3 * HEARTBEAT_SECONDS - time.monotonic()))
+        finally:
+            _set_memory_watermark(own_broker, DEFAULT_WATERMARK)
+
+        assert cast_seconds >= timeout * 0.9, f"cast raised after {cast_seconds:.2f} s"
+        assert cast_seconds < timeout + 1.5, f"cast raised after {cast_seconds:.2f} s"
+        assert call_seconds >= timeout * 0.9, f"call raised after {call_seconds:.2f} s"
+        assert call_seconds < timeout + 1.5, f"call raised after {call_seconds:.2f} s"
+
+        assert wait_until(lambda: bool(_records(caplog, "connection.unblocked"))), (
+            "the transport logged no connection.unblocked"
+        )
+        assert client.prepare(timeout=WAIT_SECONDS).call("whoami") == "s1"
+
+    assert _supervisor(transport).connections_opened == 1
+
+
+# Many channels and consumers on one connection.
+
+
+def test_fifty_servers_share_connection(
+    amqp_url: str, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    transport = make_transport(amqp_url)
+    transport.connect(timeout=WAIT_SECONDS)
+    connection = _supervisor(transport).connection
+    # The probe call opens the channels a client needs (publish and reply),
+    # so channels_before counts them.
+    probe_topic = new_topic()
+    with leveret.RPCServer(
+        transport, leveret.Target(probe_topic, server="probe"), [Service("probe")]
+    ):
+        probe = leveret.RPCClient(transport, leveret.Target(probe_topic))
+        assert probe.call("whoami") == "probe"
+    channels_before = len(connection._channels)
+
+    topics = [new_topic() for _ in range(50)]
+    servers = []
+    try:
+        for number, topic in enumerate(topics):
+            name = f"server-{number}"
+            target = leveret.Target(topic, server=name)
+            server = leveret.RPCServer(transport, target, [Service(name)])
+            server.start()
+            servers.append(server)
+
+        answers = [
+            leveret.RPCClient(transport, leveret.Target(topic)).call("whoami")
+            for topic in topics
+        ]
+    finally:
+        for server in servers:
+            server.stop()
+
+    assert answers == [f"server-{number}" for number in range(50)]
+    assert _supervisor(transport).connection is connection
+    assert not connection.is_closed
+    assert _supervisor(transport).connections_opened == 1
+    assert len(connection._channels) == channels_before, "a server leaked a channel"
+
+    with leveret.RPCServer(
+        transport, leveret.Target(probe_topic, server="probe"), [Service("after")]
+    ):
+        assert probe.call("whoami") == "after"
+
+
+# Publisher confirms under concurrency.
+
+
+def _cast_all(
+    transport: leveret.Transport, casts: list[tuple[str, int]]
+) -> list[BaseException | None]:
+    """Send every ``(topic, value)`` cast at once; return each one's outcome."""
+
+    async def main() -> list[BaseException | None]:
+        clients = {
+            topic: leveret.AsyncRPCClient(
+                transport, leveret.Target(topic), timeout=WAIT_SECONDS
+            )
+            for topic in {topic for topic, _ in casts}
+        }
+        return await asyncio.gather(
+            *(clients[topic].cast("record", value=value) for topic, value in casts),
+            return_exceptions=True,
+        )
+
+    return asyncio.run(main())
+
+
+def test_concurrent_casts_arrive_once(
+    amqp_url: str, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    server_transport = make_transport(amqp_url)
+    client_transport = make_transport(amqp_url)
+    topic = new_topic()
+    service = Service()
+    target = leveret.Target(topic, server="s1")
+
+    with leveret.RPCServer(server_transport, target, [service]):
+        outcomes = _cast_all(client_transport, [(topic, i) for i in range(500)])
+        errors = [outcome for outcome in outcomes if outcome is not None]
+        assert errors == [], errors[:3]
+        assert wait_until(lambda: len(service.received) >= 500)
+        # Give a duplicate time to arrive.
+        time.sleep(0.5)
+
+    counts = collections.Counter(service.received)
+    assert len(service.received) == 500
+    assert sorted(counts) == list(range(500))
+    assert set(counts.values()) == {1}
+    main_channel = client_transport._publish_channels["main"]  # type: ignore[attr-defined]
+    assert main_channel._unconfirmed == {}, "confirms are still awaited"
+
+
+def test_unroutable_casts_among_routed(
+    amqp_url: str, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    """Returned casts fail alone, among others confirmed on the same channel."""
+    server_transport = make_transport(amqp_url)
+    client_transport = make_transport(amqp_url)
+    topic = new_topic()
+    nobody = new_topic("nobody")
+    service = Service()
+    target = leveret.Target(topic, server="s1")
+    casts = [(nobody if i % 5 == 0 else topic, i) for i in range(500)]
+
+    with leveret.RPCServer(server_transport, target, [service]):
+        outcomes = _cast_all(client_transport, casts)
+        assert wait_until(lambda: len(service.received) >= 400)
+        time.sleep(0.5)
+
+    for (cast_topic, value), outcome in zip(casts, outcomes, strict=True):
+        if cast_topic == nobody:
+            assert isinstance(outcome, leveret.NoServerError), (value, outcome)
+        else:
+            assert outcome is None, (value, outcome)
+    assert sorted(service.received) == [i for i in range(500) if i % 5 != 0]
+    assert _supervisor(client_transport).connections_opened == 1
