@@ -26,9 +26,6 @@ from .transports.base import Transport
 logger = logging.getLogger("leveret.server")
 
 _EXHAUSTED: Any = object()
-# Seconds a reply may wait for the broker (e.g. during a reconnect) before it
-# is dropped; the caller's own deadline has usually passed by then.
-REPLY_SEND_TIMEOUT = 30.0
 
 
 class EndpointExit(Exception):
@@ -281,17 +278,8 @@ class RequestExecution:
             )
             sendable = False
         try:
-            async with asyncio.timeout(REPLY_SEND_TIMEOUT):
-                await self._transport.send_reply(request.reply_q, body)
-        except TimeoutError:
-            logger.warning(
-                "reply.failed method=%s msg_id=%s error=broker did not accept the "
-                "reply within %g s",
-                request.method,
-                request.msg_id,
-                REPLY_SEND_TIMEOUT,
-            )
-            return False
+            # The transport bounds the wait (Transport.send_reply).
+            await self._transport.send_reply(request.reply_q, body)
         except NoServerError:
             logger.info(
                 "reply.dropped method=%s msg_id=%s reason=reply queue %s is gone",

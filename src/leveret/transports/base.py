@@ -43,6 +43,9 @@ __all__ = [
 DEFAULT_EXCHANGE = "openstack"
 DEFAULT_PREFETCH = 64  # messages
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds Transport.connect waits
+# Seconds a reply may wait for the broker (e.g. during a reconnect) before it
+# is dropped; the caller's own deadline has usually passed by then.
+REPLY_SEND_TIMEOUT = 30.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -140,7 +143,12 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def send_reply(self, reply_queue: str, body: bytes) -> None:
-        """Publish a reply to a caller's reply queue."""
+        """Publish a reply to a caller's reply queue.
+
+        Servers await it without a deadline of their own: a transport that
+        can wait for a broker bounds the wait (``REPLY_SEND_TIMEOUT``) and
+        raises :class:`~leveret.MessagingTimeout` past it.
+        """
 
     @abc.abstractmethod
     async def reply_queue(self) -> str:

@@ -35,7 +35,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 from .._envelope import new_id
-from .._errors import ConfigurationError, NoServerError, TransportClosed, TransportError
+from .._errors import (
+    ConfigurationError,
+    MessagingTimeout,
+    NoServerError,
+    TransportClosed,
+    TransportError,
+)
 from . import _amqp_frames as frames
 from ._amqp_connection import ConnectionSupervisor, lost
 from ._amqp_protocol import (
@@ -51,6 +57,7 @@ from ._amqp_protocol import (
 )
 from ._amqp_url import RabbitMQOptions, parse_rabbitmq_url
 from .base import (
+    REPLY_SEND_TIMEOUT,
     Address,
     Listener,
     MessageHandler,
@@ -493,7 +500,18 @@ class RabbitMQTransport(Transport):
                     raise
 
     async def send_reply(self, reply_queue: str, body: bytes) -> None:
-        await self._publish("", reply_queue, body, mandatory=True, persistent=False)
+        try:
+            async with asyncio.timeout(REPLY_SEND_TIMEOUT):
+                await self._publish(
+                    "", reply_queue, body, mandatory=True, persistent=False
+                )
+        except TimeoutError:
+            state = self.connection_error()
+            reason = "" if state is None else f"; the broker is unreachable: {state}"
+            raise MessagingTimeout(
+                "the broker did not accept the reply within "
+                f"{REPLY_SEND_TIMEOUT:g} s{reason}"
+            ) from None
 
     async def reply_queue(self) -> str:
         if self._reply_queue_name is not None:
