@@ -19,6 +19,7 @@ from ._context import RequestContext, reset_current, set_current
 from ._dispatcher import Handler, HandlerKind
 from ._envelope import Request
 from ._errors import LeveretError, MessageTooLarge, NoServerError, SerializationError
+from ._loop import run_on
 from ._remote_errors import serialize_exception, serialize_failure
 from ._worker_pool import WorkerPool
 from .transports.base import Transport
@@ -111,8 +112,7 @@ class RequestExecution:
             set_current(context)
             return await _exits_reported(coro)
 
-        future = asyncio.run_coroutine_threadsafe(bound(), loop)
-        return await asyncio.wrap_future(future)
+        return await run_on(loop, bound())
 
     async def reply_failure(self, request: Request, exc: Exception) -> None:
         """Send *exc* to the caller of a call; a cast gets nothing."""

@@ -204,17 +204,7 @@ class LoopBinding:
         if running is loop:
             return await coro
         _check_open(loop, coro, self.closed)
-        future: asyncio.Future[T] = running.create_future()
-        bridge = _Bridge(coro, future)
-        _submit(loop, bridge)
-        try:
-            return await future
-        except asyncio.CancelledError:
-            # The caller gave up (its own timeout, or its task was cancelled):
-            # so does the coroutine on the bound loop.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(bridge.cancel)
-            raise
+        return await run_on(loop, coro)
 
     def run_blocking(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run *coro* on the bound loop and block this thread for its result."""
@@ -246,6 +236,24 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+async def run_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Run *coro* as a task on *loop*, another thread's, and await its result.
+
+    Cancelling the awaiting task cancels the one on *loop*.
+    """
+    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    bridge = _Bridge(coro, future)
+    _submit(loop, bridge)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        # The caller gave up (its own timeout, or its task was cancelled):
+        # so does the coroutine on the other loop.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(bridge.cancel)
+        raise
 
 
 def _submit(loop: asyncio.AbstractEventLoop, bridge: _Bridge[Any]) -> None:
