@@ -16,18 +16,13 @@ import threading
 from collections.abc import Sequence
 
 from . import _envelope
-from ._delivery import (
-    DEFAULT_MAX_REDELIVERIES,
-    AckPolicy,
-    RecentIds,
-    RedeliveryCounter,
-    check_ack_policy,
-)
+from ._delivery import AckPolicy, RecentIds, check_ack_policy
 from ._dispatcher import AccessPolicy, Dispatcher, Handler
 from ._envelope import Cancel, MalformedMessage, Request
 from ._errors import InvalidTarget, NoSuchMethod, TransportClosed, UnsupportedVersion
 from ._execution import RequestExecution
 from ._lifecycle import AsyncService, BlockingService
+from ._redelivery import DEFAULT_MAX_REDELIVERIES, RedeliveryCounter
 from ._target import Target
 from ._worker_pool import WorkerPool
 from .transports.base import Address, IncomingMessage, Listener, Transport
