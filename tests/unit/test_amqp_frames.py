@@ -17,19 +17,10 @@ from pamqp import encode as pamqp_encode
 from pamqp import frame as pamqp_frame
 from pamqp import header as pamqp_header
 from pamqp import heartbeat as pamqp_heartbeat
+from pamqp_reference import unmarshal_all
 
 from leveret.transports import _amqp_frames as frames
 from leveret.transports._amqp_frames import FrameError, FrameReader
-
-
-def unmarshal_all(data: bytes) -> list[tuple[int, Any]]:
-    """Decode every frame in *data* with pamqp."""
-    decoded = []
-    while data:
-        used, channel, value = pamqp_frame.unmarshal(data)
-        decoded.append((channel, value))
-        data = data[used:]
-    return decoded
 
 
 def unmarshal_method(data: bytes) -> tuple[int, Any]:

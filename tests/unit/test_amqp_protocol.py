@@ -14,6 +14,7 @@ from pamqp import commands
 from pamqp import frame as pamqp_frame
 from pamqp import header as pamqp_header
 from pamqp import heartbeat as pamqp_heartbeat
+from pamqp_reference import unmarshal_all
 
 from leveret.transports import _amqp_frames as frames
 from leveret.transports._amqp_protocol import (
@@ -54,12 +55,7 @@ class FakeTransport(asyncio.Transport):
         """Decode with pamqp the frames written since the last call."""
         data = b"".join(self.written)[self._read_up_to :]
         self._read_up_to += len(data)
-        decoded = []
-        while data:
-            used, channel, value = pamqp_frame.unmarshal(data)
-            decoded.append((channel, value))
-            data = data[used:]
-        return decoded
+        return unmarshal_all(data)
 
 
 def marshal(*values: Any, channel: int = 0) -> bytes:
