@@ -46,6 +46,10 @@ class Case:
 
 LEVERET_SYNC = Run("leveret sync", "leveret", {"api": "sync"})
 LEVERET_ASYNC = Run("leveret async", "leveret", {"api": "async"})
+# The transport on the client's own event loop (the own_loop=false option).
+LEVERET_ASYNC_SHARED = Run(
+    "leveret async, shared loop", "leveret", {"api": "async", "own_loop": False}
+)
 OSLO = Run("oslo.messaging", "oslo", {"api": "sync"})
 AIOPIKA = Run("aio-pika", "aiopika", {"api": "async"})
 NAMEKO = Run("nameko", "nameko", {"api": "sync"})
@@ -72,7 +76,15 @@ def build_cases(scale: float) -> list[Case]:
     cases: list[Case] = []
 
     for size in PAYLOAD_SIZES:
-        runs = [LEVERET_SYNC, LEVERET_ASYNC, OSLO, AIOPIKA, NAMEKO, PIKA]
+        runs = [
+            LEVERET_SYNC,
+            LEVERET_ASYNC,
+            LEVERET_ASYNC_SHARED,
+            OSLO,
+            AIOPIKA,
+            NAMEKO,
+            PIKA,
+        ]
         if size == PAYLOAD_SIZES[0]:
             runs.append(PIKA_CONFIRMS)
         cases.append(
@@ -97,13 +109,20 @@ def build_cases(scale: float) -> list[Case]:
                 group="call_throughput",
                 shape="call_throughput",
                 params={"payload": 100, "workers": callers, **timed},
-                runs=(LEVERET_SYNC, LEVERET_ASYNC, OSLO, AIOPIKA, NAMEKO),
+                runs=(
+                    LEVERET_SYNC,
+                    LEVERET_ASYNC,
+                    LEVERET_ASYNC_SHARED,
+                    OSLO,
+                    AIOPIKA,
+                    NAMEKO,
+                ),
                 metric="rate",
                 unit="calls/s",
             )
         )
     for senders in CAST_SENDERS:
-        runs = [LEVERET_SYNC, LEVERET_ASYNC, OSLO, AIOPIKA]
+        runs = [LEVERET_SYNC, LEVERET_ASYNC, LEVERET_ASYNC_SHARED, OSLO, AIOPIKA]
         if senders == 1:
             runs += [PIKA, PIKA_TRANSIENT]
         cases.append(

@@ -211,9 +211,12 @@ class Client:
         ).result()
 
     async def _run_async(self, shape: str, params: dict[str, Any]) -> dict[str, Any]:
-        # A transport binds to the event loop that first uses it, so each
-        # asyncio.run gets a transport of its own.
-        transport = leveret.get_transport(self._url)
+        # Each asyncio.run gets a transport of its own: with own_loop=false
+        # it binds to that run's loop.
+        url = self._url
+        if not params.get("own_loop", True):
+            url += ("&" if "?" in url else "?") + "own_loop=false"
+        transport = leveret.get_transport(url)
         try:
             return await self._measure_async(transport, shape, params)
         finally:

@@ -37,8 +37,17 @@ def test_harness_broker_results(
     assert document["machine"]["broker"].startswith("RabbitMQ")
     cases: dict[str, Any] = {case["id"]: case for case in document["cases"]}
     expected_ok = {
-        "call_latency/100": {"leveret sync", "leveret async", "pika (floor)"},
-        "call_throughput/64": {"leveret sync", "leveret async"},
+        "call_latency/100": {
+            "leveret sync",
+            "leveret async",
+            "leveret async, shared loop",
+            "pika (floor)",
+        },
+        "call_throughput/64": {
+            "leveret sync",
+            "leveret async",
+            "leveret async, shared loop",
+        },
         "cast/1": {"leveret sync", "leveret async", "pika (floor)"},
         "fanout/3": {"leveret sync", "pika (floor)"},
         "stream/500": {"leveret sync", "leveret async"},

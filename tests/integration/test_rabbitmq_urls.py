@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import time
 import traceback
 import urllib.parse
@@ -95,6 +97,46 @@ def test_heartbeat_zero_turns_heartbeats_off(
     rows = rabbitmqctl(own_broker.state_dir, "list_connections", "timeout")
     assert [row["timeout"] for row in rows] == [0]
     assert _call_ping(transport) == "pong"
+
+
+def test_own_loop_false_binds_to_the_first_asyncio_loop(amqp_url: str) -> None:
+    topic = new_topic("shared-loop")
+
+    class AsyncService:
+        async def ping(self) -> str:
+            return "pong"
+
+    async def main() -> tuple[str, str, bool]:
+        transport = leveret.get_transport(f"{amqp_url}?own_loop=false")
+        try:
+            target = leveret.Target(topic, server="s1")
+            async with leveret.AsyncRPCServer(transport, target, [AsyncService()]):
+                client = leveret.AsyncRPCClient(
+                    transport, leveret.Target(topic), timeout=WAIT_SECONDS
+                )
+                answer = await client.call("ping")
+                # A blocking client in another thread reaches the same loop.
+                blocking = leveret.RPCClient(
+                    transport, leveret.Target(topic), timeout=WAIT_SECONDS
+                )
+                from_thread = await asyncio.to_thread(blocking.call, "ping")
+                on_this_loop = transport.binding.loop is asyncio.get_running_loop()
+        finally:
+            await transport.aclose()
+        return answer, from_thread, on_this_loop
+
+    threads_before = {t.name for t in threading.enumerate()}
+    answer, from_thread, on_this_loop = asyncio.run(main())
+
+    assert (answer, from_thread) == ("pong", "pong")
+    assert on_this_loop
+    started = {t.name for t in threading.enumerate()} - threads_before
+    assert not any(name.startswith("leveret-RabbitMQ") for name in started), started
+
+
+def test_own_loop_option_rejects_other_values() -> None:
+    with pytest.raises(leveret.ConfigurationError, match="own_loop"):
+        leveret.get_transport("amqp://guest:guest@127.0.0.1:5672/?own_loop=maybe")
 
 
 def test_exchange_option_used(

@@ -22,6 +22,9 @@ ssl_ca_file            (system)  CA bundle for amqps
 ssl_cert_file          none      client certificate for amqps
 ssl_key_file           none      client key for amqps
 ssl_verify_hostname    true      check the broker's name against its certificate
+own_loop               true      run the connection on an event loop thread of
+                                 its own; false binds it to the asyncio loop
+                                 that first uses the transport
 =====================  ========  =============================================
 """
 
@@ -73,6 +76,7 @@ class RabbitMQOptions:
     ssl_cert_file: str | None = None
     ssl_key_file: str | None = None
     ssl_verify_hostname: bool = True
+    own_loop: bool = True
 
     def masked_url(self) -> str:
         return ",".join(broker.masked() for broker in self.brokers)
@@ -166,7 +170,12 @@ def _options(query: str) -> dict[str, object]:
             parsed[name] = int(_number(name, text, int))
         elif name == "connection_timeout":
             parsed[name] = _number(name, text, float)
-        elif name in ("quorum_queues", "durable_exchange", "ssl_verify_hostname"):
+        elif name in (
+            "quorum_queues",
+            "durable_exchange",
+            "ssl_verify_hostname",
+            "own_loop",
+        ):
             parsed[name] = _bool(name, text)
         elif name in ("exchange", "ssl_ca_file", "ssl_cert_file", "ssl_key_file"):
             parsed[name] = text

@@ -212,7 +212,10 @@ class RabbitMQTransport(Transport):
     """A transport on RabbitMQ. Create it with :func:`leveret.get_transport`.
 
     Its connection, heartbeats and consumers run on an event loop thread of
-    its own; clients and servers on any thread or event loop use it.
+    its own; clients and servers on any thread or event loop use it. With the
+    ``own_loop=false`` URL option they run on the asyncio loop that first
+    uses the transport instead, which saves two thread handoffs per call for
+    asyncio code on that loop, and stalls heartbeats while that loop blocks.
     """
 
     def __init__(self, options: RabbitMQOptions) -> None:
@@ -232,7 +235,10 @@ class RabbitMQTransport(Transport):
                 f"cannot load the TLS files ({files}): {exc}"
             ) from None
         self.default_prefetch = options.prefetch
-        self.binding.bind_thread()
+        if options.own_loop:
+            self.binding.bind_thread()
+        # Else the transport binds to the loop of its first user: the asyncio
+        # loop that awaits it first, or a loop thread for a blocking first use.
         self._supervisor = ConnectionSupervisor(
             options, self._on_connected, self._ssl_context
         )
