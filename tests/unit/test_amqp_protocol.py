@@ -17,6 +17,7 @@ from pamqp import heartbeat as pamqp_heartbeat
 from pamqp_reference import unmarshal_all
 
 from leveret.transports import _amqp_frames as frames
+from leveret.transports._amqp_connection import ConnectionSupervisor
 from leveret.transports._amqp_protocol import (
     AMQPError,
     Channel,
@@ -27,6 +28,7 @@ from leveret.transports._amqp_protocol import (
     PublishRefused,
     Unroutable,
 )
+from leveret.transports._amqp_url import parse_rabbitmq_url
 
 
 class FakeTransport(asyncio.Transport):
@@ -1069,3 +1071,66 @@ def test_errors_share_base_class() -> None:
         "the broker closed the socket"
     )
     assert str(ChannelClosed(404, "NOT_FOUND")) == "404 NOT_FOUND"
+
+
+# Cancelled methods.
+
+
+def test_cancelled_method_closes_its_channel_not_the_connection() -> None:
+    async def scenario() -> None:
+        connection, transport = await open_connection()
+        channel = await open_channel(connection, transport, confirms=False)
+        declare = asyncio.create_task(channel.queue_declare("q1", durable=True))
+        [(_, sent)] = await next_frames(transport)
+        assert isinstance(sent, commands.Queue.Declare)
+        declare.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await declare
+
+        [(number, close)] = await next_frames(transport)
+        assert (number, type(close)) == (channel.number, commands.Channel.Close)
+        assert channel.is_closed
+        # The late answer, then a delivery sent before the broker saw the
+        # close, must not break the connection.
+        connection.data_received(
+            marshal(commands.Queue.DeclareOk("q1", 0, 0), channel=channel.number)
+        )
+        connection.data_received(
+            message_frames(
+                channel.number,
+                commands.Basic.Deliver("leveret.1.1", 1, False, "", "q1"),
+                b"late",
+            )
+        )
+        assert not connection.is_closed
+        # The number stays taken until the broker's close-ok.
+        second = await open_channel(connection, transport, confirms=False)
+        assert second.number != channel.number
+        connection.data_received(
+            marshal(commands.Channel.CloseOk(), channel=channel.number)
+        )
+        third = await open_channel(connection, transport, confirms=False)
+        assert third.number == channel.number
+
+    run(scenario)
+
+
+def test_supervisor_waits_while_its_connection_is_closed() -> None:
+    async def scenario() -> None:
+        async def on_connected(connection: Connection) -> None:
+            return None
+
+        options = parse_rabbitmq_url("amqp://guest:guest@127.0.0.1:1/")
+        supervisor = ConnectionSupervisor(options, on_connected, None)
+        # A stand-in for the reconnect task, which this test does not run.
+        supervisor._task = asyncio.create_task(asyncio.sleep(0))
+        connection, transport = await open_connection()
+        supervisor.connection = connection
+        supervisor._ready.set()
+        transport.close()
+
+        # Closed and not yet replaced: ready() must wait, not spin.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(supervisor.ready(), 0.1)
+
+    run(scenario)

@@ -68,10 +68,15 @@ class ConnectionSupervisor:
         while True:
             if self._closed:
                 raise TransportClosed("the RabbitMQ transport is closed")
-            await self._ready.wait()
             connection = self.connection
             if connection is not None and not connection.is_closed:
                 return connection
+            if connection is not None:
+                # Closed, and the supervisor task has not seen it yet: clear
+                # the flag here, or Event.wait returns at once and this loop
+                # never lets that task run.
+                self._ready.clear()
+            await self._ready.wait()
 
     async def _run(self) -> None:
         attempt = 0

@@ -124,6 +124,7 @@ class Channel:
         self._consumers: dict[str, tuple[ConsumerCallback, bool]] = {}
         self._tags = itertools.count(1)
         self._confirms = False
+        self._close_sent = False
         self._publish_tag = 0
         self._unconfirmed: dict[int, asyncio.Future[None]] = {}
         self._returned: set[int] = set()
@@ -151,8 +152,26 @@ class Channel:
             self.connection.write(frames.method_frame(self.number, method, arguments))
             try:
                 return await future
+            except asyncio.CancelledError:
+                if future.cancelled():
+                    # The answer is still to come, and would arrive out of
+                    # turn for any later method: the channel is done for.
+                    self._abandon()
+                raise
             finally:
                 self._waiting = None
+
+    def _abandon(self) -> None:
+        """Close the channel without waiting, after a method on it was cancelled."""
+        if not self._close_sent and not self.is_closed:
+            self._close_sent = True
+            with contextlib.suppress(AMQPError):
+                arguments = frames.close(REPLY_SUCCESS, "abandoned by the client")
+                self.connection.write(
+                    frames.method_frame(self.number, frames.CHANNEL_CLOSE, arguments)
+                )
+        # Its number stays taken until the broker's close-ok.
+        self.closed(ChannelClosed(0, "a method on the channel was cancelled"), False)
 
     def _check_open(self) -> None:
         if self.is_closed:
@@ -243,6 +262,7 @@ class Channel:
         """Close the channel; a channel already closed is left as it is."""
         if self.is_closed:
             return
+        self._close_sent = True
         with contextlib.suppress(AMQPError):
             arguments = frames.close(REPLY_SUCCESS, "closed by the client")
             await self._call(frames.CHANNEL_CLOSE, arguments, frames.CHANNEL_CLOSE_OK)
@@ -306,7 +326,9 @@ class Channel:
 
     def on_method(self, payload: bytes) -> None:
         method = frames.method_of(payload)
-        if method == frames.BASIC_DELIVER:
+        if self._close_sent:
+            self._on_method_while_closing(method, payload)
+        elif method == frames.BASIC_DELIVER:
             self._incoming_kind = _DELIVER
             self._incoming_method = frames.decode_deliver(payload)
         elif method == frames.BASIC_ACK:
@@ -342,6 +364,21 @@ class Channel:
         else:
             self._answer(method, payload)
 
+    def _on_method_while_closing(self, method: tuple[int, int], payload: bytes) -> None:
+        """Take the broker's answer to the client's close; ignore what preceded it."""
+        if method == frames.CHANNEL_CLOSE:
+            # Both sides closed at once.
+            code, text, _ = frames.decode_close(payload)
+            self.connection.write(
+                frames.method_frame(self.number, frames.CHANNEL_CLOSE_OK, b"")
+            )
+            self.closed(ChannelClosed(code, text))
+        elif method == frames.CHANNEL_CLOSE_OK:
+            waiting = self._waiting
+            if waiting is not None and waiting[0] == method and not waiting[1].done():
+                waiting[1].set_result(payload)
+            self.closed(ChannelClosed(REPLY_SUCCESS, "closed by the client"))
+
     def _answer(self, method: tuple[int, int], payload: bytes) -> None:
         waiting = self._waiting
         if waiting is None or waiting[0] != method:
@@ -352,6 +389,8 @@ class Channel:
             waiting[1].set_result(payload)
 
     def on_header(self, payload: bytes) -> None:
+        if self._close_sent:
+            return  # content of a delivery sent before the broker saw the close
         if not self._incoming_kind:
             raise frames.FrameError(f"content header without a method on {self.number}")
         size, headers, message_id = frames.decode_content_header(payload)
@@ -364,6 +403,8 @@ class Channel:
             self._complete(b"")
 
     def on_body(self, payload: bytes) -> None:
+        if self._close_sent:
+            return
         if not self._incoming_kind:
             raise frames.FrameError(f"body frame without a method on {self.number}")
         if self._incoming_received == 0 and len(payload) >= self._incoming_size:
@@ -432,13 +473,17 @@ class Channel:
         else:
             future.set_result(None)
 
-    def closed(self, reason: AMQPError) -> None:
-        """Mark the channel closed and fail everything waiting on it."""
+    def closed(self, reason: AMQPError, forget: bool = True) -> None:
+        """Mark the channel closed and fail everything waiting on it.
+
+        With *forget*, the connection also releases the channel's number.
+        """
+        if forget:
+            self.connection.forget(self)
         if self.is_closed:
             return
         self.is_closed = True
         self.close_reason = reason
-        self.connection.forget(self)
         if self._waiting is not None and not self._waiting[1].done():
             self._waiting[1].set_exception(reason)
         for future in self._unconfirmed.values():
