@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pika
 from broker_api import WAIT_SECONDS, new_topic, rabbitmqctl, wait_until
 
 import leveret
@@ -149,3 +150,26 @@ def test_prefetch_option_reaches_broker(
     prefetches = {row["queue_name"]: row["prefetch_count"] for row in rows}
     assert prefetches[topic] == 3
     assert prefetches[f"{topic}.server-1"] == 3
+
+
+def test_server_consumes_again_after_its_queue_is_deleted(
+    own_broker: Any, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    server_transport = make_transport(own_broker.url)
+    client_transport = make_transport(own_broker.url)
+    topic = new_topic("deleted")
+    target = leveret.Target(topic, server="server-1")
+
+    with leveret.RPCServer(server_transport, target, [Service()]):
+        client = leveret.RPCClient(
+            client_transport, leveret.Target(topic), timeout=WAIT_SECONDS
+        )
+        assert client.call("ping") == "pong"
+        # An operator deletes the topic's queue: the broker cancels the
+        # server's consumer, and the server declares and consumes it again.
+        with pika.BlockingConnection(pika.URLParameters(own_broker.url)) as admin:
+            admin.channel().queue_delete(topic)
+
+        assert _call_until_answered(client.prepare(timeout=2)) == "pong"
+        assert topic in _queues(own_broker)
+    assert server_transport._supervisor.connections_opened == 1  # type: ignore[attr-defined]

@@ -774,6 +774,26 @@ def test_cancel_from_broker_drops_consumer() -> None:
     run(scenario)
 
 
+def test_cancel_from_broker_reported_to_the_consumer_owner() -> None:
+    async def scenario() -> None:
+        connection, transport = await open_connection()
+        channel = await open_channel(connection, transport, confirms=False)
+        cancelled: list[str] = []
+        task = asyncio.create_task(
+            channel.basic_consume("q", lambda d: None, on_cancel=cancelled.append)
+        )
+        [(_, consume)] = await next_frames(transport)
+        tag = consume.consumer_tag
+        connection.data_received(marshal(commands.Basic.ConsumeOk(tag), channel=1))
+        await asyncio.wait_for(task, 1)
+
+        connection.data_received(marshal(commands.Basic.Cancel(tag), channel=1))
+
+        assert cancelled == [tag]
+
+    run(scenario)
+
+
 def test_raising_callback_keeps_connection(caplog: pytest.LogCaptureFixture) -> None:
     received: list[bytes] = []
 

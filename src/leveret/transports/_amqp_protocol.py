@@ -106,6 +106,7 @@ class Delivery:
 
 
 ConsumerCallback = Callable[[Delivery], None]
+CancelCallback = Callable[[str], None]  # takes the consumer tag
 
 _DELIVER = 1
 _RETURN = 2
@@ -121,7 +122,9 @@ class Channel:
         self.close_reason: AMQPError | None = None
         self._lock = asyncio.Lock()
         self._waiting: tuple[tuple[int, int], asyncio.Future[bytes]] | None = None
-        self._consumers: dict[str, tuple[ConsumerCallback, bool]] = {}
+        # Consumer tag: delivery callback, and what to call if the broker
+        # cancels the consumer.
+        self._consumers: dict[str, tuple[ConsumerCallback, CancelCallback | None]] = {}
         self._tags = itertools.count(1)
         self._confirms = False
         self._close_sent = False
@@ -234,7 +237,12 @@ class Channel:
         await self._call(frames.BASIC_QOS, arguments, frames.BASIC_QOS_OK)
 
     async def basic_consume(
-        self, queue: str, callback: ConsumerCallback, *, no_ack: bool = False
+        self,
+        queue: str,
+        callback: ConsumerCallback,
+        *,
+        no_ack: bool = False,
+        on_cancel: CancelCallback | None = None,
     ) -> str:
         """Start a consumer and return its tag.
 
@@ -242,7 +250,7 @@ class Channel:
         broker may send deliveries right behind its consume-ok.
         """
         tag = f"leveret.{self.number}.{next(self._tags)}"
-        self._consumers[tag] = (callback, no_ack)
+        self._consumers[tag] = (callback, on_cancel)
         try:
             arguments = frames.basic_consume(queue, tag, no_ack=no_ack)
             await self._call(frames.BASIC_CONSUME, arguments, frames.BASIC_CONSUME_OK)
@@ -353,14 +361,15 @@ class Channel:
             )
         elif method == frames.BASIC_CANCEL:
             tag = frames.decode_shortstr_argument(payload)
-            self._consumers.pop(tag, None)
-            # NOTE: the consumer is not started again; this happens when an
-            # operator deletes the queue, and the service needs a restart.
+            consumer = self._consumers.pop(tag, None)
+            # E.g. an operator deleted the queue.
             logger.warning(
                 "consumer.cancelled_by_broker channel=%d consumer=%s",
                 self.number,
                 tag,
             )
+            if consumer is not None and consumer[1] is not None:
+                consumer[1](tag)
         else:
             self._answer(method, payload)
 

@@ -43,7 +43,7 @@ from .._errors import (
     TransportError,
 )
 from . import _amqp_frames as frames
-from ._amqp_connection import ConnectionSupervisor, lost
+from ._amqp_connection import ConnectionSupervisor, backoff_delay, lost
 from ._amqp_protocol import (
     NOT_FOUND,
     PRECONDITION_FAILED,
@@ -163,30 +163,76 @@ class _RabbitListener:
         self._prefetch = prefetch
         self._no_ack = no_ack
         self._channel: Channel | None = None
+        self._connection: Connection | None = None
         self._consumer_tags: list[str] = []
+        self._stopped = False
+        self._resuming: set[asyncio.Task[None]] = set()
 
     async def start(self, connection: Connection) -> None:
         channel = await connection.channel()
         await channel.basic_qos(self._prefetch)
         self._channel = channel
+        self._connection = connection
         self._consumer_tags = []
+        for spec in self.specs:
+            await self._consume(connection, channel, spec)
+
+    async def _consume(
+        self, connection: Connection, channel: Channel, spec: _QueueSpec
+    ) -> None:
         # Messages consumed without acknowledgement (replies) have nothing
         # to settle, and their handler reads only the body: it takes them as
         # they come.
         on_delivery: ConsumerCallback = self._on_delivery
         if self._no_ack:
             on_delivery = cast(ConsumerCallback, self._handler)
-        for spec in self.specs:
-            await self._transport.declare_queue(connection, spec)
-            tag = await channel.basic_consume(
-                spec.name, on_delivery, no_ack=self._no_ack
-            )
-            self._consumer_tags.append(tag)
+        await self._transport.declare_queue(connection, spec)
+        tag = await channel.basic_consume(
+            spec.name,
+            on_delivery,
+            no_ack=self._no_ack,
+            on_cancel=lambda tag: self._on_cancelled(tag, spec),
+        )
+        self._consumer_tags.append(tag)
+
+    def _on_cancelled(self, tag: str, spec: _QueueSpec) -> None:
+        """Consume the queue again after the broker cancelled its consumer."""
+        if tag in self._consumer_tags:
+            self._consumer_tags.remove(tag)
+        if not self._stopped:
+            task = asyncio.get_running_loop().create_task(self._resume(spec))
+            self._resuming.add(task)
+            task.add_done_callback(self._resuming.discard)
+
+    async def _resume(self, spec: _QueueSpec) -> None:
+        attempt = 0
+        while not self._stopped:
+            channel, connection = self._channel, self._connection
+            if channel is None or channel.is_closed or connection is None:
+                return  # the reconnect starts every consumer again
+            try:
+                await self._consume(connection, channel, spec)
+            except _FAILURES as exc:
+                delay = backoff_delay(attempt)
+                attempt += 1
+                logger.warning(
+                    "consumer.resume_failed queue=%s error=%r retry_in=%.2fs",
+                    spec.name,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            logger.info("consumer.resumed queue=%s", spec.name)
+            return
 
     def _on_delivery(self, delivery: Delivery) -> None:
         self._handler(_Delivery(delivery))
 
     async def stop(self) -> None:
+        self._stopped = True
+        for task in list(self._resuming):
+            task.cancel()
         self._transport.forget(self)
         channel = self._channel
         if channel is None or channel.is_closed:
