@@ -189,7 +189,10 @@ async def _call(
             return await future
     except TimeoutError:
         if future.done() and not future.cancelled():
-            raise  # the remote method itself raised a TimeoutError
+            # The reply came before the deadline, and the broker's confirm
+            # of the request did not: the reply wins. A remote TimeoutError
+            # is re-raised here as the remote method's error.
+            return future.result()
         raise MessagingTimeout(
             f"call of {method} to {config.address} timed out after "
             f"{config.timeout:g} s (msg_id {msg_id}){_broker_state(config)}"

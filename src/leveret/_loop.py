@@ -115,6 +115,10 @@ class _Bridge(Generic[T]):
 
     def _finished(self, task: asyncio.Task[T]) -> None:
         self.outcome = task
+        if not task.cancelled():
+            # Seen, so that asyncio does not log it when the caller left
+            # without reading it (e.g. on KeyboardInterrupt).
+            task.exception()
         future = self.future
         if future is None:
             self._done.release()
@@ -139,10 +143,16 @@ class _Bridge(Generic[T]):
         """Block until the task ends; return its result or raise its error."""
         # The coroutine bounds its own wait; the periodic check only notices
         # a loop that died and so will never finish it.
-        while not self._done.acquire(timeout=_LIVENESS_CHECK_SECONDS):
-            if not loop.is_running():
-                self.abandon()
-                raise TransportClosed(_LOOP_STOPPED)
+        try:
+            while not self._done.acquire(timeout=_LIVENESS_CHECK_SECONDS):
+                if not loop.is_running():
+                    self.abandon()
+                    raise TransportClosed(_LOOP_STOPPED)
+        except BaseException:
+            # E.g. KeyboardInterrupt: the caller leaves, and so does the task.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.cancel)
+            raise
         assert self.outcome is not None
         return _result_of(self.outcome)
 

@@ -29,6 +29,8 @@ __all__ = ["AsyncReplyStream", "ReplyStream", "StreamRequest"]
 
 logger = logging.getLogger("leveret.client")
 
+CANCEL_SEND_TIMEOUT = 1.0  # seconds a stream's cancel may wait for the broker
+
 _END: Any = object()
 
 
@@ -115,7 +117,9 @@ class AsyncReplyStream:
             # ones without this stream ignore it.
             address = dataclasses.replace(request.address, server=None, fanout=True)
         try:
-            async with asyncio.timeout(request.timeout):
+            # Best effort: a broker that does not take the cancel at once
+            # must not hold up a stream whose deadline has passed.
+            async with asyncio.timeout(min(request.timeout, CANCEL_SEND_TIMEOUT)):
                 await request.transport.send(
                     address, _envelope.encode_cancel(self._msg_id)
                 )

@@ -320,3 +320,14 @@ def test_unroutable_casts_among_routed(
             assert outcome is None, (value, outcome)
     assert sorted(service.received) == [i for i in range(500) if i % 5 != 0]
     assert _supervisor(client_transport).connections_opened == 1
+
+
+def test_name_too_long_for_amqp_rejected_alone(api: Api) -> None:
+    topic = new_topic("long-name")
+    api.serve(topic, [Service()], server="s1")
+    client = api.client(topic)
+
+    with pytest.raises(leveret.InvalidTarget, match="255 bytes"):
+        api.call(client.prepare(server="s" * 300), "whoami")
+
+    assert api.call(client, "whoami") == "server-1"

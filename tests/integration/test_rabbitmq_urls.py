@@ -172,6 +172,9 @@ def test_exchange_option_used(
         "prefetch=0",
         "prefetch=1.5",
         "connection_timeout=soon",
+        "connection_timeout=0",
+        "connection_timeout=nan",
+        "prefetch=70000",
         "quorum_queues=maybe",
     ],
 )
@@ -200,8 +203,9 @@ def test_bad_url_raises(url: str) -> None:
         f"amqp://guest:{SECRET}@127.0.0.1:notaport/",
         f"amqp://guest:{SECRET}@127.0.0.1:5672/?nonsense=1",
         f"guest:{SECRET}@127.0.0.1:5672/",
+        f"amqp://guest:{SECRET}:{SECRET}@127.0.0.1:notaport/",
     ],
-    ids=["bad-port", "bad-option", "no-scheme"],
+    ids=["bad-port", "bad-option", "no-scheme", "colon-in-password"],
 )
 def test_bad_url_error_masks_password(url: str) -> None:
     with pytest.raises(leveret.ConfigurationError) as caught:

@@ -1154,3 +1154,49 @@ def test_supervisor_waits_while_its_connection_is_closed() -> None:
             await asyncio.wait_for(supervisor.ready(), 0.1)
 
     run(scenario)
+
+
+def test_unbuildable_publish_keeps_confirm_numbering() -> None:
+    async def scenario() -> None:
+        connection, transport = await open_connection()
+        channel = await open_channel(connection, transport)
+        flags, property_list = frames.properties(delivery_mode=1)
+        with pytest.raises(ValueError, match="255 bytes"):
+            channel.publish(
+                "",
+                "k" * 300,
+                b"x",
+                mandatory=True,
+                property_flags=flags,
+                property_list=property_list,
+            )
+
+        confirm = publish(channel, mandatory=True)
+        connection.data_received(marshal(commands.Basic.Ack(1), channel=1))
+
+        assert await asyncio.wait_for(confirm, 1) is None
+        assert not connection.is_closed
+
+    run(scenario)
+
+
+def test_cancelled_channel_open_keeps_its_number() -> None:
+    async def scenario() -> None:
+        connection, transport = await open_connection()
+        opening = asyncio.create_task(connection.channel())
+        [(number, _)] = await next_frames(transport)
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        [(_, close)] = await next_frames(transport)
+        assert isinstance(close, commands.Channel.Close)
+
+        second = await open_channel(connection, transport, confirms=False)
+        assert second.number != number
+        connection.data_received(marshal(commands.Channel.OpenOk(), channel=number))
+        connection.data_received(marshal(commands.Channel.CloseOk(), channel=number))
+        third = await open_channel(connection, transport, confirms=False)
+        assert third.number == number
+        assert not connection.is_closed
+
+    run(scenario)

@@ -143,6 +143,11 @@ class Channel:
     def __repr__(self) -> str:
         return f"<Channel {self.number} closed={self.is_closed}>"
 
+    @property
+    def awaiting_close_ok(self) -> bool:
+        """True while the client's close waits for the broker's answer."""
+        return self._close_sent and self.connection.owns(self)
+
     # Synchronous methods: one request, one answer, in turn.
 
     async def _call(
@@ -295,26 +300,28 @@ class Channel:
         confirm, so *property_list* must hold no property after message id.
         """
         self._check_open()
-        future: asyncio.Future[None] | None = None
-        if self._confirms:
-            self._publish_tag += 1
-            future = self.connection.loop.create_future()
-            self._unconfirmed[self._publish_tag] = future
-            if mandatory:
-                property_flags |= frames.FLAG_MESSAGE_ID
-                property_list += frames.shortstr(str(self._publish_tag))
-        self.connection.write(
-            frames.publish_frames(
-                self.number,
-                frames.shortstr(exchange),
-                frames.shortstr(routing_key),
-                body,
-                mandatory=mandatory,
-                property_flags=property_flags,
-                property_list=property_list,
-                frame_max=self.connection.frame_max,
-            )
+        tag = self._publish_tag + 1
+        if self._confirms and mandatory:
+            property_flags |= frames.FLAG_MESSAGE_ID
+            property_list += frames.shortstr(str(tag))
+        # Built before the sequence number is taken: a frame that cannot be
+        # built (a name over 255 bytes) must not shift the broker's count.
+        data = frames.publish_frames(
+            self.number,
+            frames.shortstr(exchange),
+            frames.shortstr(routing_key),
+            body,
+            mandatory=mandatory,
+            property_flags=property_flags,
+            property_list=property_list,
+            frame_max=self.connection.frame_max,
         )
+        self.connection.write(data)
+        if not self._confirms:
+            return None
+        self._publish_tag = tag
+        future: asyncio.Future[None] = self.connection.loop.create_future()
+        self._unconfirmed[tag] = future
         return future
 
     def ack(self, delivery_tag: int) -> None:
@@ -700,7 +707,10 @@ class Connection(asyncio.Protocol):
         try:
             await channel.open(confirms=confirms)
         except BaseException:
-            self.forget(channel)
+            # A channel abandoned halfway keeps its number until the
+            # broker's close-ok; reusing it earlier confuses the broker.
+            if not channel.awaiting_close_ok:
+                self.forget(channel)
             raise
         return channel
 
@@ -709,6 +719,9 @@ class Connection(asyncio.Protocol):
             if number not in self._channels:
                 return number
         raise AMQPError(f"all {self.channel_max} channels are in use")
+
+    def owns(self, channel: Channel) -> bool:
+        return self._channels.get(channel.number) is channel
 
     def forget(self, channel: Channel) -> None:
         if self._channels.get(channel.number) is channel:

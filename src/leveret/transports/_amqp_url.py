@@ -31,6 +31,7 @@ own_loop               true      run the connection on an event loop thread of
 from __future__ import annotations
 
 import dataclasses
+import math
 import ssl
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -40,6 +41,7 @@ from .._errors import ConfigurationError
 DEFAULT_HEARTBEAT = 60  # seconds
 DEFAULT_CONNECTION_TIMEOUT = 10.0  # seconds
 DEFAULT_PREFETCH = 64  # messages
+MAX_PREFETCH = 65535  # the largest prefetch count AMQP can carry
 _DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -112,8 +114,11 @@ def _mask(url: str) -> str:
     for part in url.split(","):
         head, at, tail = part.rpartition("@")
         if at and ":" in head:
-            user = head.rsplit(":", 1)[0]
-            masked.append(f"{user}:***@{tail}")
+            # The user name ends at the first ":" after the scheme; the
+            # password may hold more of them.
+            prefix, scheme_end, credentials = head.rpartition("://")
+            user = credentials.split(":", 1)[0]
+            masked.append(f"{prefix}{scheme_end}{user}:***@{tail}")
         else:
             masked.append(part)
     return ",".join(masked)
@@ -155,8 +160,9 @@ def _number(name: str, text: str, kind: type[int] | type[float]) -> float:
     try:
         value = kind(text)
     except ValueError:
+        whole = " whole" if kind is int else ""
         raise ConfigurationError(
-            f"invalid {name} {text!r}: expected a number"
+            f"invalid {name} {text!r}: expected a{whole} number"
         ) from None
     if value < 0:
         raise ConfigurationError(f"invalid {name} {text!r}: must not be negative")
@@ -166,10 +172,22 @@ def _number(name: str, text: str, kind: type[int] | type[float]) -> float:
 def _options(query: str) -> dict[str, object]:
     parsed: dict[str, object] = {}
     for name, text in parse_qsl(query, keep_blank_values=True):
-        if name in ("heartbeat", "prefetch"):
+        if name == "heartbeat":
             parsed[name] = int(_number(name, text, int))
+        elif name == "prefetch":
+            prefetch = int(_number(name, text, int))
+            if not 1 <= prefetch <= MAX_PREFETCH:
+                raise ConfigurationError(
+                    f"invalid prefetch {text!r}: must be 1 to {MAX_PREFETCH}"
+                )
+            parsed[name] = prefetch
         elif name == "connection_timeout":
-            parsed[name] = _number(name, text, float)
+            seconds = _number(name, text, float)
+            if not 0 < seconds < math.inf:
+                raise ConfigurationError(
+                    f"invalid connection_timeout {text!r}: must be above 0 s"
+                )
+            parsed[name] = seconds
         elif name in (
             "quorum_queues",
             "durable_exchange",
@@ -202,7 +220,5 @@ def parse_rabbitmq_url(url: str | Sequence[str]) -> RabbitMQOptions:
         brokers.extend(_parse_broker(scheme, netloc, vhost) for netloc in netlocs)
         if query and not options:
             options = _options(query)
-    prefetch = options.get("prefetch")
-    if prefetch == 0:
-        raise ConfigurationError("invalid prefetch 0: must be 1 or more")
+
     return RabbitMQOptions(brokers=tuple(brokers), **options)  # type: ignore[arg-type]

@@ -37,6 +37,7 @@ from typing import Any, cast
 from .._envelope import new_id
 from .._errors import (
     ConfigurationError,
+    InvalidTarget,
     MessagingTimeout,
     NoServerError,
     TransportClosed,
@@ -85,6 +86,8 @@ def _message_properties(persistent: bool, expiration: str | None) -> tuple[int, 
 # Encoded once: the properties of messages without an expiration.
 _PERSISTENT_PROPERTIES = _message_properties(True, None)
 _TRANSIENT_PROPERTIES = _message_properties(False, None)
+
+CANCEL_TIMEOUT = 5.0  # seconds a stopping consumer waits for the broker
 
 # Errors of a connection or channel that failed under an operation.
 _FAILURES = (AMQPError, OSError)
@@ -237,11 +240,14 @@ class _RabbitListener:
         channel = self._channel
         if channel is None or channel.is_closed:
             return
-        for tag in self._consumer_tags:
-            try:
-                await channel.basic_cancel(tag)
-            except _FAILURES as exc:
-                logger.debug("consumer.cancel_failed tag=%s error=%r", tag, exc)
+        try:
+            # A broker that stopped answering must not hold up a stop until
+            # the heartbeats notice it.
+            async with asyncio.timeout(CANCEL_TIMEOUT):
+                for tag in list(self._consumer_tags):
+                    await channel.basic_cancel(tag)
+        except (*_FAILURES, TimeoutError) as exc:
+            logger.debug("consumer.cancel_failed channel=%s error=%r", channel, exc)
         self._consumer_tags = []
 
     async def close(self) -> None:
@@ -490,6 +496,10 @@ class RabbitMQTransport(Transport):
             )
             if confirm is not None:
                 await confirm
+        except ValueError as exc:  # a name AMQP cannot carry
+            raise InvalidTarget(
+                f"cannot publish to {exchange}/{routing_key[:60]}: {exc}"
+            ) from None
         except Unroutable:
             destination = f"{exchange or '(default exchange)'}/{routing_key}"
             raise NoServerError(
