@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -34,21 +34,28 @@ class Broker:
         self.state_dir.chmod(0o755)
         self.url = ""
 
-    def start(self, port: int | None = None) -> str:
+    def start(self, port: int | None = None, config: pathlib.Path | None = None) -> str:
         """Start the broker on *port*, or on a free port when None; return its URL.
 
         Pass :attr:`port` to restart a stopped broker at the same address. The
-        broker starts empty either way.
+        broker starts empty either way. *config* names a rabbitmq.conf file
+        with settings to add, such as a TLS listener on 127.0.0.1 (see
+        LEVERET_BROKER_CONFIG in scripts/rabbitmq-start).
         """
         command = [str(START), str(self.state_dir)]
         if port is not None:
             command.append(str(port))
+        environment = dict(os.environ)
+        environment.pop("LEVERET_BROKER_CONFIG", None)
+        if config is not None:
+            environment["LEVERET_BROKER_CONFIG"] = str(config)
         result = subprocess.run(
             command,
             capture_output=True,
             text=True,
             timeout=START_TIMEOUT,
             check=False,
+            env=environment,
         )
         if result.returncode != 0:
             pytest.fail(f"RabbitMQ broker failed to start:\n{result.stderr}")
@@ -83,6 +90,27 @@ def amqp_url() -> Iterator[str]:
         yield broker.start()
     finally:
         broker.remove()
+
+
+@pytest.fixture(scope="module")
+def make_broker() -> Iterator[Callable[[], Broker]]:
+    """A factory of unstarted brokers, each removed when the test module ends.
+
+    The caller may write files into :attr:`Broker.state_dir`, which the broker
+    can read, before it calls :meth:`Broker.start`.
+    """
+    brokers: list[Broker] = []
+
+    def make() -> Broker:
+        broker = Broker()
+        brokers.append(broker)
+        return broker
+
+    try:
+        yield make
+    finally:
+        for broker in brokers:
+            broker.remove()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from pamqp import heartbeat as pamqp_heartbeat
 from pamqp_reference import unmarshal_all
 
 from leveret.transports import _amqp_frames as frames
+from leveret.transports import _amqp_protocol
 from leveret.transports._amqp_connection import ConnectionSupervisor
 from leveret.transports._amqp_protocol import (
     AMQPError,
@@ -60,6 +61,27 @@ class FakeTransport(asyncio.Transport):
         return unmarshal_all(data)
 
 
+class LingeringTransport(FakeTransport):
+    """A transport whose close() leaves the socket open, as TLS does.
+
+    asyncio's TLS transport closes its socket only after the broker replies
+    to the client's close_notify. Here connection_lost() comes when the test
+    calls it, or at once on abort().
+    """
+
+    def __init__(self, protocol: asyncio.Protocol) -> None:
+        super().__init__(protocol)
+        self.aborted = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.closed = True
+        self.protocol.connection_lost(None)
+
+
 def marshal(*values: Any, channel: int = 0) -> bytes:
     return b"".join(pamqp_frame.marshal(value, channel) for value in values)
 
@@ -86,7 +108,10 @@ def message_frames(
 
 
 def make_connection(
-    *, heartbeat: int = 0, virtual_host: str = "/"
+    *,
+    heartbeat: int = 0,
+    virtual_host: str = "/",
+    transport_type: type[FakeTransport] = FakeTransport,
 ) -> tuple[Connection, FakeTransport]:
     connection = Connection(
         asyncio.get_running_loop(),
@@ -95,16 +120,21 @@ def make_connection(
         virtual_host=virtual_host,
         heartbeat=heartbeat,
     )
-    transport = FakeTransport(connection)
+    transport = transport_type(connection)
     connection.connection_made(transport)
     return connection, transport
 
 
 async def open_connection(
-    *, heartbeat: int = 0, server_heartbeat: int = 60
+    *,
+    heartbeat: int = 0,
+    server_heartbeat: int = 60,
+    transport_type: type[FakeTransport] = FakeTransport,
 ) -> tuple[Connection, FakeTransport]:
     """Return a connection past its handshake, with the handshake frames read."""
-    connection, transport = make_connection(heartbeat=heartbeat)
+    connection, transport = make_connection(
+        heartbeat=heartbeat, transport_type=transport_type
+    )
     connection.data_received(marshal(commands.Connection.Start()))
     connection.data_received(
         marshal(commands.Connection.Tune(2047, 131072, server_heartbeat))
@@ -1041,6 +1071,39 @@ def test_close_ends_on_lost_socket() -> None:
         connection.connection_lost(None)
         await asyncio.wait_for(task, 1)
         assert connection.is_closed
+        assert connection.closing.exception() is None
+
+    run(scenario)
+
+
+def test_close_waits_for_socket_to_close() -> None:
+    async def scenario() -> None:
+        connection, transport = await open_connection(transport_type=LingeringTransport)
+        task = asyncio.create_task(connection.close())
+        await next_frames(transport)
+        connection.data_received(marshal(commands.Connection.CloseOk()))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert transport.closed
+        assert not task.done(), "close() returned while the socket was still open"
+        connection.connection_lost(None)
+        await asyncio.wait_for(task, 1)
+        assert isinstance(transport, LingeringTransport)
+        assert not transport.aborted
+
+    run(scenario)
+
+
+def test_close_aborts_socket_left_open() -> None:
+    async def scenario() -> None:
+        connection, transport = await open_connection(transport_type=LingeringTransport)
+        with mock.patch.object(_amqp_protocol, "CLOSE_TIMEOUT", 0.2):
+            task = asyncio.create_task(connection.close())
+            await next_frames(transport)
+            connection.data_received(marshal(commands.Connection.CloseOk()))
+            await asyncio.wait_for(task, 2)
+        assert isinstance(transport, LingeringTransport)
+        assert transport.aborted
         assert connection.closing.exception() is None
 
     run(scenario)

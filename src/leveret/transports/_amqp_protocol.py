@@ -36,7 +36,7 @@ CONNECTION_FORCED = 320
 
 CLIENT_FRAME_MAX = 131072  # bytes; RabbitMQ's default
 CLIENT_CHANNEL_MAX = 2047
-CLOSE_TIMEOUT = 5.0  # seconds to wait for the broker's close-ok
+CLOSE_TIMEOUT = 5.0  # seconds to wait for the broker's close-ok and the socket's close
 
 _CLIENT_CAPABILITIES = {
     "publisher_confirms": True,
@@ -547,6 +547,8 @@ class Connection(asyncio.Protocol):
         self._closing_by_client = False
         self._close_ok: asyncio.Future[None] = loop.create_future()
         self._close_ok.add_done_callback(_retrieve)
+        # Set by connection_lost, once asyncio has closed the socket.
+        self._socket_closed: asyncio.Future[None] = loop.create_future()
         self._last_received = loop.time()
         self._heartbeat_timer: asyncio.TimerHandle | None = None
         self._blocked = False
@@ -589,6 +591,8 @@ class Connection(asyncio.Protocol):
         else:
             reason = ConnectionClosed(0, "the broker closed the socket")
         self._mark_closed(reason)
+        if not self._socket_closed.done():
+            self._socket_closed.set_result(None)
 
     # Opening.
 
@@ -736,8 +740,14 @@ class Connection(asyncio.Protocol):
         transport.write(data)
 
     async def close(self) -> None:
-        """Close the connection politely; a broken one is just dropped."""
+        """Close the connection politely; a broken one is just dropped.
+
+        Returns once the socket is closed, or aborts the socket when
+        CLOSE_TIMEOUT has passed since the call.
+        """
+        deadline = self.loop.time() + CLOSE_TIMEOUT
         if self.is_closed:
+            await self._wait_socket_closed(deadline)
             return
         self._closing_by_client = True
         try:
@@ -748,11 +758,30 @@ class Connection(asyncio.Protocol):
                     frames.close(REPLY_SUCCESS, "closed by the client"),
                 )
             )
-            async with asyncio.timeout(CLOSE_TIMEOUT):
+            async with asyncio.timeout_at(deadline):
                 await asyncio.shield(self._close_ok)
         except (AMQPError, OSError, TimeoutError) as exc:
             logger.debug("connection.close_unanswered error=%r", exc)
         self._fail(ConnectionClosed(REPLY_SUCCESS, "closed by the client"))
+        await self._wait_socket_closed(deadline)
+
+    async def _wait_socket_closed(self, deadline: float) -> None:
+        """Wait until asyncio closes the socket; abort it at *deadline*.
+
+        asyncio closes a TLS socket only after the broker replies to the
+        client's close_notify, or after its SSL shutdown timeout (30 s in
+        Python 3.11). Without this wait, a transport's event loop could stop
+        first and leave the socket open.
+        """
+        transport = self._transport
+        if transport is None or self._socket_closed.done():
+            return
+        try:
+            async with asyncio.timeout_at(deadline):
+                await asyncio.shield(self._socket_closed)
+        except TimeoutError:
+            logger.debug("connection.socket_close_timed_out; aborting the socket")
+            transport.abort()
 
     def _fail(self, reason: AMQPError) -> None:
         """Close the socket and fail everything that waits on this connection."""
