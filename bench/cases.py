@@ -64,6 +64,10 @@ OSLO_FAKE = Run("oslo.messaging fake://", "oslo-fake", {"api": "sync"})
 FANOUT_NAMES = ("fanout-0", "fanout-1", "fanout-2")
 
 
+# The systems that make calls on the broker.
+CALL_RUNS = (LEVERET_SYNC, LEVERET_ASYNC, LEVERET_ASYNC_SHARED, OSLO, AIOPIKA, NAMEKO)
+
+
 def _floor(hop: str, label: str) -> Run:
     return Run(label, "floor", {"hop": hop})
 
@@ -76,15 +80,7 @@ def build_cases(scale: float) -> list[Case]:
     cases: list[Case] = []
 
     for size in PAYLOAD_SIZES:
-        runs = [
-            LEVERET_SYNC,
-            LEVERET_ASYNC,
-            LEVERET_ASYNC_SHARED,
-            OSLO,
-            AIOPIKA,
-            NAMEKO,
-            PIKA,
-        ]
+        runs = [*CALL_RUNS, PIKA]
         if size == PAYLOAD_SIZES[0]:
             runs.append(PIKA_CONFIRMS)
         cases.append(
@@ -109,14 +105,7 @@ def build_cases(scale: float) -> list[Case]:
                 group="call_throughput",
                 shape="call_throughput",
                 params={"payload": 100, "workers": callers, **timed},
-                runs=(
-                    LEVERET_SYNC,
-                    LEVERET_ASYNC,
-                    LEVERET_ASYNC_SHARED,
-                    OSLO,
-                    AIOPIKA,
-                    NAMEKO,
-                ),
+                runs=CALL_RUNS,
                 metric="rate",
                 unit="calls/s",
             )

@@ -354,11 +354,7 @@ class Channel:
             self._incoming_kind = _RETURN
             self._incoming_method = None
         elif method == frames.CHANNEL_CLOSE:
-            code, text, _ = frames.decode_close(payload)
-            self.connection.write(
-                frames.method_frame(self.number, frames.CHANNEL_CLOSE_OK, b"")
-            )
-            self.closed(ChannelClosed(code, text))
+            self._on_broker_close(payload)
         elif method == frames.CHANNEL_FLOW:
             active = frames.decode_flow(payload)
             self.connection.write(
@@ -383,17 +379,19 @@ class Channel:
     def _on_method_while_closing(self, method: tuple[int, int], payload: bytes) -> None:
         """Take the broker's answer to the client's close; ignore what preceded it."""
         if method == frames.CHANNEL_CLOSE:
-            # Both sides closed at once.
-            code, text, _ = frames.decode_close(payload)
-            self.connection.write(
-                frames.method_frame(self.number, frames.CHANNEL_CLOSE_OK, b"")
-            )
-            self.closed(ChannelClosed(code, text))
+            self._on_broker_close(payload)  # both sides closed at once
         elif method == frames.CHANNEL_CLOSE_OK:
             waiting = self._waiting
             if waiting is not None and waiting[0] == method and not waiting[1].done():
                 waiting[1].set_result(payload)
             self.closed(ChannelClosed(REPLY_SUCCESS, "closed by the client"))
+
+    def _on_broker_close(self, payload: bytes) -> None:
+        code, text, _ = frames.decode_close(payload)
+        self.connection.write(
+            frames.method_frame(self.number, frames.CHANNEL_CLOSE_OK, b"")
+        )
+        self.closed(ChannelClosed(code, text))
 
     def _answer(self, method: tuple[int, int], payload: bytes) -> None:
         waiting = self._waiting
