@@ -60,14 +60,18 @@ def _stop_signals(stop_requested: threading.Event) -> Iterator[list[str]]:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
-        if stop_requested.is_set():
+        if received:
             # The operator gave up on the grace period. os._exit skips joining
             # the threads of requests in progress, which a normal exit waits for.
             sys.stderr.write(f"second {name}: exiting without waiting\n")
             sys.stderr.flush()
             os._exit(128 + signum)
         received.append(name)
-        stop_requested.set()
+        # Not Event.set() here: the signal may have interrupted the main
+        # thread inside that event's own lock (in wait), and setting it from
+        # the handler would then deadlock. A thread sets it once that lock
+        # is free.
+        threading.Thread(target=stop_requested.set, daemon=True).start()
 
     previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     try:
