@@ -5,12 +5,12 @@ Usage::
     .venv-bench/bin/python -m bench.cpu_split --url URL --broker-pid PID \\
         [--callers 64] [--seconds 6]
 
-It starts a leveret server process (a plain ``echo`` method), then keeps
-``--callers`` blocking calls of 100 B in flight from threads of this process
-for ``--seconds``, and reads the CPU time of the broker (from
-``/proc/PID/stat``; ``scripts/rabbitmq-start`` writes the pid to the
-``pid`` file of its state folder), of the server and of this process around
-the run. The split shows how much of the machine a call costs outside
+It starts a leveret server process with a plain ``echo`` method. Then it
+keeps ``--callers`` blocking calls of 100 B in flight from threads of this
+process for ``--seconds``. Around the run it reads the CPU time of the
+broker, the server and this process. The broker's comes from
+``/proc/PID/stat``; ``scripts/rabbitmq-start`` writes that pid to the
+``pid`` file of its state folder. The split shows how much of the machine a call costs outside
 leveret, which bounds the calls per second two shared cores can make.
 """
 
