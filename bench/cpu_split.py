@@ -10,8 +10,9 @@ keeps ``--callers`` blocking calls of 100 B in flight from threads of this
 process for ``--seconds``. Around the run it reads the CPU time of the
 broker, the server and this process. The broker's comes from
 ``/proc/PID/stat``; ``scripts/rabbitmq-start`` writes that pid to the
-``pid`` file of its state folder. The split shows how much of the machine a call costs outside
-leveret, which bounds the calls per second two shared cores can make.
+``pid`` file of its state folder. The split shows how much of the machine
+a call costs outside leveret, which bounds the calls per second two shared
+cores can make.
 """
 
 from __future__ import annotations
