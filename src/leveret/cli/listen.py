@@ -19,7 +19,7 @@ from .._notifier import DEFAULT_TOPICS
 from .._target import Target
 from .._transport_url import get_transport
 from ._options import exchange_option, redact_url, url_option
-from .serve import _logging_installed, _stop_signals, wait_for_broker
+from .serve import _logging_installed, _stop_signals, wait_for_broker, wait_for_stop
 
 __all__ = ["listen"]
 
@@ -150,7 +150,7 @@ def listen(
                 click.echo(
                     f"listening to {', '.join(topics)} on {redact_url(url)}", err=True
                 )
-                stop_requested.wait()
+                wait_for_stop(stop_requested)
                 logger.info("listen.stopping signal=%s", received[0])
                 listener.stop()
         finally:

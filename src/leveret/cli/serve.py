@@ -30,6 +30,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 CONNECT_STEP_SECONDS = 1.0  # how often a wait for the broker checks for a stop
+SIGNAL_CHECK_SECONDS = 0.2  # how often a running service checks for a stop
 
 
 @contextlib.contextmanager
@@ -79,6 +80,17 @@ def _stop_signals(stop_requested: threading.Event) -> Iterator[list[str]]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def wait_for_stop(stop_requested: threading.Event) -> None:
+    """Block until a stop signal arrives.
+
+    In short steps: a signal that the kernel delivers to another thread
+    interrupts no wait of the main thread, and Python runs signal handlers
+    only in the main thread, between two steps.
+    """
+    while not stop_requested.wait(SIGNAL_CHECK_SECONDS):
+        pass
 
 
 def wait_for_broker(transport: Transport, stop_requested: threading.Event) -> bool:
@@ -197,7 +209,7 @@ def serve(
                     f"on {redact_url(url)}",
                     err=True,
                 )
-                stop_requested.wait()
+                wait_for_stop(stop_requested)
                 logger.info(
                     "serve.stopping signal=%s grace_period=%g s",
                     received[0],
