@@ -1,9 +1,9 @@
 """Bounds on how often one message comes back: poison messages.
 
 A message that fails every time would otherwise return to its queue forever.
-The count of its earlier deliveries is the larger of the broker's
-(``x-delivery-count`` on quorum queues, else 1 when the message is marked
-redelivered) and the count this process keeps itself, per message id, for
+The count of its earlier deliveries is the larger of two counts. The
+broker's is ``x-delivery-count`` on quorum queues, else 1 when the message
+is marked redelivered. This process keeps its own count per message id, for
 the most recently seen ids only.
 
 - An RPC server counts the redeliveries it sees of each request's

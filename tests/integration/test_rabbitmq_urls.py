@@ -99,7 +99,7 @@ def test_heartbeat_zero_turns_heartbeats_off(
     assert _call_ping(transport) == "pong"
 
 
-def test_own_loop_false_binds_to_the_first_asyncio_loop(amqp_url: str) -> None:
+def test_own_loop_false_uses_caller_loop(amqp_url: str) -> None:
     topic = new_topic("shared-loop")
 
     class AsyncService:

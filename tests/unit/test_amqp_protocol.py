@@ -1173,7 +1173,7 @@ def test_cancelled_method_closes_its_channel_not_the_connection() -> None:
         [(number, close)] = await next_frames(transport)
         assert (number, type(close)) == (channel.number, commands.Channel.Close)
         assert channel.is_closed
-        # The late answer, then a delivery sent before the broker saw the
+        # The late declare-ok, then a delivery sent before the broker saw the
         # close, must not break the connection.
         connection.data_received(
             marshal(commands.Queue.DeclareOk("q1", 0, 0), channel=channel.number)

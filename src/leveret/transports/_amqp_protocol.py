@@ -4,7 +4,7 @@ It does what leveret's RabbitMQ transport needs and no more: the connection
 handshake (PLAIN login), heartbeats both ways, channels, declarations,
 consumers, publishing with publisher confirms and the mandatory flag, and
 settling deliveries. Frames are parsed in ``data_received`` and handed to
-their channel at once; a consumer's callback runs synchronously there, so a
+their channel at once. A consumer's callback runs synchronously there, so a
 delivery costs no task and no future. A publish writes its frames in one
 ``transport.write`` and returns the future of its confirm.
 
@@ -75,7 +75,7 @@ class Unroutable(AMQPError):
 
 
 class PublishRefused(AMQPError):
-    """The broker answered a publish with basic.nack."""
+    """The broker rejected a publish with basic.nack."""
 
 
 def negotiate(client: int, server: int) -> int:
@@ -145,10 +145,10 @@ class Channel:
 
     @property
     def awaiting_close_ok(self) -> bool:
-        """True while the client's close waits for the broker's answer."""
+        """True while the client's close waits for the broker's close-ok."""
         return self._close_sent and self.connection.owns(self)
 
-    # Synchronous methods: one request, one answer, in turn.
+    # Synchronous methods: one request and its reply at a time.
 
     async def _call(
         self, method: tuple[int, int], arguments: bytes, answer: tuple[int, int]
@@ -509,8 +509,8 @@ class Channel:
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:
-    # Marks the exception as seen, so that asyncio does not log it when
-    # nobody awaited the future.
+    # Marks the exception as retrieved, so that asyncio does not log it when
+    # no caller awaited the future.
     if not future.cancelled():
         future.exception()
 

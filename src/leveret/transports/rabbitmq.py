@@ -241,7 +241,7 @@ class _RabbitListener:
         if channel is None or channel.is_closed:
             return
         try:
-            # A broker that stopped answering must not hold up a stop until
+            # A broker that stopped replying must not hold up a stop until
             # the heartbeats notice it.
             async with asyncio.timeout(CANCEL_TIMEOUT):
                 for tag in list(self._consumer_tags):
