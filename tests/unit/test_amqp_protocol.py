@@ -56,6 +56,8 @@ class FakeTransport(asyncio.Transport):
 
     def new_frames(self) -> list[tuple[int, Any]]:
         """Decode with pamqp the frames written since the last call."""
+        if isinstance(self.protocol, Connection):
+            self.protocol.flush()
         data = b"".join(self.written)[self._read_up_to :]
         self._read_up_to += len(data)
         return unmarshal_all(data)
@@ -869,6 +871,23 @@ def test_ack_and_reject_write_frames() -> None:
         assert isinstance(requeued, commands.Basic.Reject)
         assert requeued.delivery_tag == 7
         assert requeued.requeue is True
+
+    run(scenario)
+
+
+def test_frames_of_one_loop_pass_go_out_in_one_socket_write() -> None:
+    async def scenario() -> None:
+        connection, transport = await open_connection()
+        channel = await open_channel(connection, transport)
+        writes_before = len(transport.written)
+        channel.ack(5)
+        publish(channel)
+        channel.ack(6)
+        assert len(transport.written) == writes_before
+        await asyncio.sleep(0)
+        assert len(transport.written) == writes_before + 1
+        sent = [type(frame).__name__ for _, frame in transport.new_frames()]
+        assert sent == ["Ack", "Publish", "ContentHeader", "ContentBody", "Ack"]
 
     run(scenario)
 
