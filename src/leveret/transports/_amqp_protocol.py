@@ -734,13 +734,13 @@ class Connection(asyncio.Protocol):
     # Writing and closing.
 
     def write(self, data: bytes) -> None:
-        """Queue *data* to go out with the rest of this loop iteration's frames.
+        """Queue *data* to go out with the other frames of this loop pass.
 
-        The socket gets one write per loop iteration instead of one per
-        frame: a batch of deliveries' acks, or the publishes of many callers
-        started together, reaches the broker in one segment. That cut the
-        broker's CPU per call by about 40% with 64 callers in flight, and
-        costs a sequential call one more pass of the loop.
+        The socket gets one write per loop pass instead of one per frame, so a
+        batch of acks, or the publishes of many callers started together,
+        reach the broker in one write. With 64 blocking callers in flight that
+        cut the broker's CPU per call by about 40% (bench/cpu_split.py). A
+        sequential call pays for it with one more pass of the loop.
         """
         transport = self._transport
         if transport is None or self.is_closed:
