@@ -3,20 +3,21 @@
 A transport binds to one event loop: the running loop of the first asyncio
 code that uses it, or else a background thread of its own that it starts
 for the sync API (:class:`LoopThread`). Sync callers and async callers on
-other loops reach the bound loop through :class:`_Bridge`: one
-``call_soon_threadsafe`` to start the coroutine as a task there, and one
-wake-up of the caller when it ends (a lock release for a thread, a
-``call_soon_threadsafe`` for another loop). That is what
-``run_coroutine_threadsafe`` does, less its ``concurrent.futures.Future``,
-condition variable and chained callbacks, which profiles of calls showed.
-"""
+other loops reach the bound loop through :class:`_Bridge`: one hand-over to
+start the coroutine as a task there (through the loop's :class:`Inbox` for
+threads, ``call_soon_threadsafe`` for another loop), and one wake-up of the
+caller when it ends (a lock release for a thread, a ``call_soon_threadsafe``
+for another loop). That is what ``run_coroutine_threadsafe`` does, less its
+``concurrent.futures.Future``, condition variable and chained callbacks,
+which profiles of calls showed."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 from ._errors import TransportClosed
@@ -77,6 +78,56 @@ class LoopThread:
             return
         if wait:
             self._thread.join(_STOP_JOIN_SECONDS)
+
+
+class Inbox:
+    """Callbacks handed to one event loop by other threads, a wake-up per batch.
+
+    ``call_soon_threadsafe`` writes to the loop's wake-up pipe on every call,
+    and the loop reads each byte back. When many threads hand over work at
+    once (blocking callers starting calls, pool threads returning results),
+    one write wakes the loop and the rest find it already scheduled to run
+    the batch.
+    """
+
+    __slots__ = ("loop", "_items", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._items: collections.deque[tuple[Callable[..., object], tuple[Any, ...]]]
+        self._items = collections.deque()
+        self._scheduled = False
+
+    def put(self, callback: Callable[..., object], *args: Any) -> None:
+        """Run ``callback(*args)`` on the loop soon, from any thread.
+
+        Raises RuntimeError when the loop is closed.
+        """
+        self._items.append((callback, args))
+        if self._scheduled:
+            return
+        self._scheduled = True
+        try:
+            self.loop.call_soon_threadsafe(self._run)
+        except RuntimeError:
+            self._scheduled = False
+            raise
+
+    def _run(self) -> None:
+        # Cleared first: an item added from now on schedules another run,
+        # and one added before is taken below.
+        self._scheduled = False
+        items = self._items
+        # Only what is here now, so that a steady stream of new items cannot
+        # keep the loop from its other work.
+        for _ in range(len(items)):
+            callback, args = items.popleft()
+            try:
+                callback(*args)
+            except Exception as exc:  # reported like a failed loop callback
+                self.loop.call_exception_handler(
+                    {"message": f"exception in callback {callback!r}", "exception": exc}
+                )
 
 
 _LOOP_STOPPED = "the transport's event loop stopped"
@@ -179,6 +230,8 @@ class LoopBinding:
         self._thread_name = thread_name
         self._lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
+        # Set before loop, so that a thread that reads the loop finds it set.
+        self.inbox: Inbox | None = None
         self.loop_thread: LoopThread | None = None
         self.closed = False
 
@@ -188,9 +241,7 @@ class LoopBinding:
         if loop is not None:
             return loop
         with self._lock:
-            if self.loop is None:
-                self.loop = asyncio.get_running_loop()
-            return self.loop
+            return self.loop or self._bind(asyncio.get_running_loop())
 
     def bind_thread(self) -> asyncio.AbstractEventLoop:
         """Return the bound loop, starting a loop thread if none is bound yet."""
@@ -200,8 +251,13 @@ class LoopBinding:
         with self._lock:
             if self.loop is None:
                 self.loop_thread = LoopThread(self._thread_name)
-                self.loop = self.loop_thread.loop
+                return self._bind(self.loop_thread.loop)
             return self.loop
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+        self.inbox = Inbox(loop)
+        self.loop = loop
+        return loop
 
     def in_loop(self) -> bool:
         """Tell whether the caller runs on the bound loop."""
@@ -227,7 +283,8 @@ class LoopBinding:
             )
         _check_open(loop, coro, self.closed)
         bridge = _Bridge(coro)
-        _submit(loop, bridge)
+        assert self.inbox is not None
+        _submit(self.inbox.put, bridge)
         return bridge.wait(loop)
 
     def close(self, wait: bool = True) -> None:
@@ -255,7 +312,7 @@ async def run_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) 
     """
     future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
     bridge = _Bridge(coro, future)
-    _submit(loop, bridge)
+    _submit(loop.call_soon_threadsafe, bridge)
     try:
         return await future
     except asyncio.CancelledError:
@@ -266,9 +323,12 @@ async def run_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) 
         raise
 
 
-def _submit(loop: asyncio.AbstractEventLoop, bridge: _Bridge[Any]) -> None:
+def _submit(
+    schedule: Callable[[Callable[[], None]], object], bridge: _Bridge[Any]
+) -> None:
+    """Start *bridge* on its loop through *schedule*, e.g. ``Inbox.put``."""
     try:
-        loop.call_soon_threadsafe(bridge.start)
+        schedule(bridge.start)
     except RuntimeError:  # the loop closed since the check
         bridge.abandon()
         raise TransportClosed(_LOOP_STOPPED) from None

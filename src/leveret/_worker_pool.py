@@ -2,8 +2,8 @@
 
 A smaller cousin of ``concurrent.futures.ThreadPoolExecutor`` plus
 ``loop.run_in_executor``: a job carries the asyncio future to settle, and the
-worker settles it with one ``call_soon_threadsafe``. That saves a
-``concurrent.futures.Future``, its lock and the callbacks chaining it to an
+worker settles it through the loop's :class:`~leveret._loop.Inbox`. That saves
+a ``concurrent.futures.Future``, its lock and the callbacks chaining it to an
 asyncio future, which a profile of a sync call showed among the largest costs
 of the server.
 """
@@ -17,8 +17,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ._loop import Inbox
+
 _Job = tuple[
-    asyncio.AbstractEventLoop,
+    Inbox,
     "asyncio.Future[Any]",
     Callable[..., Any],
     tuple[Any, ...],
@@ -47,14 +49,18 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self._shut_down = False
+        self._inbox: Inbox | None = None
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """Run ``function(*args)`` in a worker thread and await its result."""
         if self._shut_down:
             raise RuntimeError(f"worker pool {self._name} is shut down")
         loop = asyncio.get_running_loop()
+        inbox = self._inbox
+        if inbox is None or inbox.loop is not loop:
+            inbox = self._inbox = Inbox(loop)
         future: asyncio.Future[Any] = loop.create_future()
-        self._jobs.put((loop, future, function, args))
+        self._jobs.put((inbox, future, function, args))
         self._add_worker_if_needed()
         return await future
 
@@ -79,15 +85,15 @@ class WorkerPool:
             job = self._jobs.get()
             if job is None:
                 return
-            loop, future, function, args = job
+            inbox, future, function, args = job
             if not future.cancelled():
-                self._run_job(loop, future, function, args)
+                self._run_job(inbox, future, function, args)
             with self._lock:
                 self._idle += 1
 
     @staticmethod
     def _run_job(
-        loop: asyncio.AbstractEventLoop,
+        inbox: Inbox,
         future: asyncio.Future[Any],
         function: Callable[..., Any],
         args: tuple[Any, ...],
@@ -100,7 +106,7 @@ class WorkerPool:
             error = exc
         # RuntimeError: the loop closed, so nobody waits for this result.
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_settle, future, result, error)
+            inbox.put(_settle, future, result, error)
 
     def shutdown(self) -> None:
         """Let the workers exit after their current job; safe to call twice."""

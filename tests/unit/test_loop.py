@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 import leveret
-from leveret._loop import LoopBinding
+from leveret._loop import Inbox, LoopBinding, LoopThread
 
 
 @pytest.fixture
@@ -101,3 +102,141 @@ def test_caller_timeout_cancels_the_coroutine(binding: LoopBinding) -> None:
     with pytest.raises(TimeoutError):
         asyncio.run(main())
     assert cancelled.wait(5), "the coroutine on the bound loop still runs"
+
+
+# Inbox: callbacks from other threads, one wake-up per batch.
+
+
+class CountingLoop:
+    """A loop thread whose call_soon_threadsafe calls are counted."""
+
+    def __init__(self) -> None:
+        self.thread = LoopThread("inbox-test")
+        self.loop = self.thread.loop
+        self.wakeups = 0
+        original = self.loop.call_soon_threadsafe
+
+        def counted(callback: Callable[..., object], *args: Any) -> asyncio.Handle:
+            self.wakeups += 1
+            return original(callback, *args)
+
+        self.loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+
+    def block(self) -> threading.Event:
+        """Keep the loop busy until the returned event is set."""
+        release = threading.Event()
+        self.loop.call_soon_threadsafe(release.wait, 5)
+        return release
+
+    def drain(self) -> None:
+        """Wait until the loop has run everything scheduled so far."""
+        done = threading.Event()
+        self.loop.call_soon_threadsafe(done.set)
+        assert done.wait(5)
+
+
+@pytest.fixture
+def counting_loop() -> Iterator[CountingLoop]:
+    counting = CountingLoop()
+    yield counting
+    counting.thread.stop()
+
+
+def test_inbox_batch_wakes_loop_once(counting_loop: CountingLoop) -> None:
+    inbox = Inbox(counting_loop.loop)
+    ran: list[int] = []
+    release = counting_loop.block()
+    wakeups_before = counting_loop.wakeups
+
+    for number in range(100):
+        inbox.put(ran.append, number)
+    release.set()
+    counting_loop.drain()
+
+    assert ran == list(range(100))
+    assert counting_loop.wakeups - wakeups_before == 2  # the batch, then drain
+
+
+def test_inbox_wakes_loop_again_after_a_batch(counting_loop: CountingLoop) -> None:
+    inbox = Inbox(counting_loop.loop)
+    ran: list[str] = []
+
+    inbox.put(ran.append, "first")
+    counting_loop.drain()
+    inbox.put(ran.append, "second")
+    counting_loop.drain()
+
+    assert ran == ["first", "second"]
+
+
+def test_inbox_item_added_while_running_runs_later(
+    counting_loop: CountingLoop,
+) -> None:
+    inbox = Inbox(counting_loop.loop)
+    ran: list[str] = []
+
+    def first() -> None:
+        ran.append("first")
+        inbox.put(ran.append, "added by first")
+
+    inbox.put(first)
+    counting_loop.drain()
+    counting_loop.drain()
+
+    assert ran == ["first", "added by first"]
+
+
+def test_inbox_failing_callback_spares_the_rest(
+    counting_loop: CountingLoop,
+) -> None:
+    inbox = Inbox(counting_loop.loop)
+    reported: list[dict[str, Any]] = []
+    counting_loop.loop.set_exception_handler(
+        lambda _, context: reported.append(context)
+    )
+    ran: list[str] = []
+    release = counting_loop.block()
+
+    inbox.put(_raise_key_error)
+    inbox.put(ran.append, "after")
+    release.set()
+    counting_loop.drain()
+
+    assert ran == ["after"]
+    assert len(reported) == 1
+    assert isinstance(reported[0]["exception"], KeyError)
+
+
+def _raise_key_error() -> None:
+    raise KeyError("missing")
+
+
+def test_inbox_on_closed_loop_raises_every_time() -> None:
+    loop = asyncio.new_event_loop()
+    loop.close()
+    inbox = Inbox(loop)
+
+    with pytest.raises(RuntimeError):
+        inbox.put(print)
+    with pytest.raises(RuntimeError):
+        inbox.put(print)
+
+
+def test_inbox_takes_items_from_many_threads(counting_loop: CountingLoop) -> None:
+    inbox = Inbox(counting_loop.loop)
+    ran: list[tuple[int, int]] = []
+
+    def put_many(sender: int) -> None:
+        for number in range(500):
+            inbox.put(ran.append, (sender, number))
+
+    senders = [threading.Thread(target=put_many, args=(s,)) for s in range(8)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
+    counting_loop.drain()
+
+    assert len(ran) == 8 * 500
+    for sender in range(8):
+        assert [n for s, n in ran if s == sender] == list(range(500))
