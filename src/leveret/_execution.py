@@ -19,7 +19,7 @@ from ._context import RequestContext, reset_current, set_current
 from ._dispatcher import Handler, HandlerKind
 from ._envelope import Request
 from ._errors import LeveretError, MessageTooLarge, NoServerError, SerializationError
-from ._loop import run_on
+from ._loop import Inbox, run_on
 from ._remote_errors import serialize_exception, serialize_failure
 from ._worker_pool import WorkerPool
 from .transports.base import Transport
@@ -87,6 +87,9 @@ class RequestExecution:
         self._max_message_bytes = max_message_bytes
         # The loop async methods run on, when not the transport's own.
         self.app_loop: asyncio.AbstractEventLoop | None = None
+        # Hand-overs to the app's loop, and of results back to this one.
+        self._app_inbox: Inbox | None = None
+        self._own_inbox: Inbox | None = None
         self._cancelled_streams: set[str] = set()
         self._active_streams: set[str] = set()
 
@@ -104,7 +107,8 @@ class RequestExecution:
     ) -> Any:
         """Await *coro* with the request's context bound, on the app's loop."""
         loop = self.app_loop
-        if loop is None or loop is asyncio.get_running_loop():
+        running = asyncio.get_running_loop()
+        if loop is None or loop is running:
             # This task already has the request's context bound (see run).
             return await _exits_reported(coro)
 
@@ -112,7 +116,9 @@ class RequestExecution:
             set_current(context)
             return await _exits_reported(coro)
 
-        return await run_on(loop, bound())
+        self._app_inbox = Inbox.serving(self._app_inbox, loop)
+        self._own_inbox = Inbox.serving(self._own_inbox, running)
+        return await run_on(self._app_inbox, bound(), self._own_inbox)
 
     async def reply_failure(self, request: Request, exc: Exception) -> None:
         """Send *exc* to the caller of a call; a cast gets nothing."""

@@ -98,6 +98,13 @@ class Inbox:
         self._items = collections.deque()
         self._scheduled = False
 
+    @classmethod
+    def serving(cls, inbox: Inbox | None, loop: asyncio.AbstractEventLoop) -> Inbox:
+        """Return *inbox* if it serves *loop*, else a new inbox for *loop*."""
+        if inbox is not None and inbox.loop is loop:
+            return inbox
+        return cls(loop)
+
     def put(self, callback: Callable[..., object], *args: Any) -> None:
         """Run ``callback(*args)`` on the loop soon, from any thread.
 
@@ -137,19 +144,30 @@ class _Bridge(Generic[T]):
     """Run one coroutine as a task on the bound loop for another thread or loop.
 
     :meth:`start` runs on the bound loop. The outcome goes to a blocked
-    thread (:meth:`wait`) or to a future of the caller's loop (*future*).
+    thread (:meth:`wait`) or to a future of the caller's loop (*future*),
+    through that loop's inbox (*caller*).
     """
 
-    __slots__ = ("_coro", "_task", "_done", "future", "_cancelled", "outcome")
+    __slots__ = (
+        "_coro",
+        "_task",
+        "_done",
+        "future",
+        "_caller",
+        "_cancelled",
+        "outcome",
+    )
 
     def __init__(
         self,
         coro: Coroutine[Any, Any, T],
         future: asyncio.Future[T] | None = None,
+        caller: Inbox | None = None,
     ) -> None:
         self._coro: Coroutine[Any, Any, T] | None = coro
         self._task: asyncio.Task[T] | None = None
         self.future = future
+        self._caller = caller
         self._cancelled = False
         self._done = threading.Lock()
         self._done.acquire()
@@ -174,9 +192,10 @@ class _Bridge(Generic[T]):
         if future is None:
             self._done.release()
             return
+        assert self._caller is not None
         # RuntimeError: the caller's loop closed, so the result has no reader.
         with contextlib.suppress(RuntimeError):
-            future.get_loop().call_soon_threadsafe(_copy_outcome, task, future)
+            self._caller.put(_copy_outcome, task, future)
 
     def cancel(self) -> None:
         """Cancel the task; called on the bound loop."""
@@ -232,6 +251,8 @@ class LoopBinding:
         self.loop: asyncio.AbstractEventLoop | None = None
         # Set before loop, so that a thread that reads the loop finds it set.
         self.inbox: Inbox | None = None
+        # The inbox of the last other loop that awaited a coroutine here.
+        self._caller_inbox: Inbox | None = None
         self.loop_thread: LoopThread | None = None
         self.closed = False
 
@@ -270,7 +291,9 @@ class LoopBinding:
         if running is loop:
             return await coro
         _check_open(loop, coro, self.closed)
-        return await run_on(loop, coro)
+        assert self.inbox is not None
+        caller = self._caller_inbox = Inbox.serving(self._caller_inbox, running)
+        return await run_on(self.inbox, coro, caller)
 
     def run_blocking(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run *coro* on the bound loop and block this thread for its result."""
@@ -305,21 +328,26 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-async def run_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
-    """Run *coro* as a task on *loop*, another thread's, and await its result.
+async def run_on(
+    target: Inbox, coro: Coroutine[Any, Any, T], caller: Inbox | None = None
+) -> T:
+    """Run *coro* as a task on *target*'s loop, another thread's, and await it.
 
-    Cancelling the awaiting task cancels the one on *loop*.
+    The result comes back through *caller*, the running loop's inbox (a new
+    one when *caller* serves another loop). Cancelling the awaiting task
+    cancels the one on the target loop.
     """
-    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-    bridge = _Bridge(coro, future)
-    _submit(loop.call_soon_threadsafe, bridge)
+    running = asyncio.get_running_loop()
+    future: asyncio.Future[T] = running.create_future()
+    bridge = _Bridge(coro, future, Inbox.serving(caller, running))
+    _submit(target.put, bridge)
     try:
         return await future
     except asyncio.CancelledError:
         # The caller gave up (its own timeout, or its task was cancelled):
         # so does the coroutine on the other loop.
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(bridge.cancel)
+            target.loop.call_soon_threadsafe(bridge.cancel)
         raise
 
 

@@ -56,9 +56,7 @@ class WorkerPool:
         if self._shut_down:
             raise RuntimeError(f"worker pool {self._name} is shut down")
         loop = asyncio.get_running_loop()
-        inbox = self._inbox
-        if inbox is None or inbox.loop is not loop:
-            inbox = self._inbox = Inbox(loop)
+        inbox = self._inbox = Inbox.serving(self._inbox, loop)
         future: asyncio.Future[Any] = loop.create_future()
         self._jobs.put((inbox, future, function, args))
         self._add_worker_if_needed()

@@ -104,6 +104,33 @@ def test_caller_timeout_cancels_the_coroutine(binding: LoopBinding) -> None:
     assert cancelled.wait(5), "the coroutine on the bound loop still runs"
 
 
+def test_concurrent_async_results_share_wakeups(binding: LoopBinding) -> None:
+    async def nap(number: int) -> int:
+        await asyncio.sleep(0.05)
+        return number
+
+    async def main() -> tuple[list[int], int]:
+        loop = asyncio.get_running_loop()
+        wakeups = 0
+        original = loop.call_soon_threadsafe
+
+        def counted(callback: Callable[..., object], *args: Any) -> asyncio.Handle:
+            nonlocal wakeups
+            wakeups += 1
+            return original(callback, *args)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        results = await asyncio.gather(*(binding.run_async(nap(n)) for n in range(50)))
+        return results, wakeups
+
+    results, wakeups = asyncio.run(main())
+
+    assert results == list(range(50))
+    # The 50 naps end within one pass of the bound loop, so their results
+    # come back with a few wake-ups of this loop, not one each.
+    assert wakeups < 10
+
+
 # Inbox: callbacks from other threads, one wake-up per batch.
 
 
