@@ -7,6 +7,7 @@ from ._client import AsyncRPCClient, RPCClient
 from ._context import ContextLogFilter, RequestContext, bind_context, get_context
 from ._dispatcher import expose
 from ._errors import (
+    AccessRefused,
     ConfigurationError,
     ConnectionLost,
     InvalidTarget,
@@ -36,6 +37,7 @@ from ._transport_url import get_transport
 from .transports.base import Transport
 
 __all__ = [
+    "AccessRefused",
     "AsyncBatchNotificationListener",
     "AsyncNotificationListener",
     "AsyncNotifier",

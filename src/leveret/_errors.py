@@ -9,6 +9,7 @@ Every exception leveret raises derives from :class:`LeveretError`::
     ├── MessageTooLarge             an encoded message over the size limit
     ├── MessagingTimeout            (also TimeoutError) no reply before the deadline
     ├── TransportError              the transport failed
+    │   ├── AccessRefused           (also PermissionError) the broker rejected the login
     │   ├── ConnectionLost          (also ConnectionError) the broker connection dropped
     │   ├── TransportClosed         the transport was closed by its owner
     │   └── NoServerError           no server consumes the target's address
@@ -24,6 +25,7 @@ module the client allows; any other type arrives as :class:`RemoteError`.
 from __future__ import annotations
 
 __all__ = [
+    "AccessRefused",
     "ConfigurationError",
     "ConnectionLost",
     "InvalidTarget",
@@ -81,6 +83,15 @@ class MessagingTimeout(LeveretError, TimeoutError):
 
 class TransportError(LeveretError):
     """Raised when the transport cannot carry a message."""
+
+
+class AccessRefused(TransportError, PermissionError):
+    """Raised when the broker rejects the user, the password or the virtual host.
+
+    Raised at once while the transport has not connected yet. A transport
+    that has connected before treats a later rejection as a lost connection
+    and keeps retrying, so that a broker restart does not fail it for good.
+    """
 
 
 class ConnectionLost(TransportError, ConnectionError):

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 from ._errors import (
+    AccessRefused,
     ConfigurationError,
     ConnectionLost,
     MessagingTimeout,
@@ -90,7 +91,8 @@ async def send_with_retry(
     Raises :class:`~leveret.MessagingTimeout` when the last attempt timed out
     or ``policy.timeout`` ran out, :class:`~leveret.ConnectionLost` when the
     last attempt failed on the connection, and :class:`~leveret.TransportClosed`
-    at once. *description* names the notification in errors and log lines.
+    and :class:`~leveret.AccessRefused` at once. *description* names the
+    notification in errors and log lines.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + policy.timeout
@@ -102,7 +104,7 @@ async def send_with_retry(
             async with asyncio.timeout(min(policy.attempt_timeout, remaining)):
                 await send()
             return
-        except TransportClosed:
+        except (TransportClosed, AccessRefused):
             raise
         except TransportError as exc:
             error: Exception = exc

@@ -189,3 +189,33 @@ def test_sigterm_stops_serve_gracefully(
     # The call in progress when SIGTERM arrived still got its result.
     assert call.returncode == 0, stderr
     assert json.loads(stdout) == "finished"
+
+
+def test_serve_with_rejected_login_exits(amqp_url: str) -> None:
+    wrong = amqp_url.replace("guest:guest@", "guest:not-the-password@")
+    assert wrong != amqp_url
+
+    result = run_leveret(
+        "serve",
+        "cli_service:Service",
+        "--topic",
+        new_topic("cli"),
+        "--url",
+        wrong,
+        "--app-dir",
+        str(HERE),
+    )
+
+    assert result.returncode != 0
+    assert "Error: the broker rejected the login" in result.stderr
+    assert "not-the-password" not in result.stderr
+
+
+def test_call_with_rejected_login_exits_1(amqp_url: str) -> None:
+    wrong = amqp_url.replace("guest:guest@", "guest:not-the-password@")
+
+    result = run_leveret("call", new_topic("cli"), "ping", "--url", wrong)
+
+    assert result.returncode == 1
+    assert "AccessRefused" in result.stderr
+    assert "not-the-password" not in result.stderr

@@ -97,7 +97,8 @@ def wait_for_broker(transport: Transport, stop_requested: threading.Event) -> bo
     """Wait until *transport* is connected; False if a stop signal came first.
 
     The transport retries by itself and logs each failed attempt; waiting in
-    short steps lets SIGINT and SIGTERM end the wait.
+    short steps lets SIGINT and SIGTERM end the wait. A broker that rejects
+    the login raises :class:`~leveret.AccessRefused`, which ends the command.
     """
     while not stop_requested.is_set():
         try:

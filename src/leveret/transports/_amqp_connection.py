@@ -6,7 +6,14 @@ accepts it (trying the URL's brokers in turn), runs the transport's
 consumer again, then waits for the connection to close. When it does, the
 supervisor sleeps an exponential backoff with full jitter, capped, and
 starts over. Every failed attempt is logged at WARNING with the broker's
-address (password masked) and the error.
+address (password masked) and the error, or at ERROR when the broker rejected
+the login or the virtual host, which an operator has to fix.
+
+Until the first connection opens, once every broker of the URL has rejected
+the login, the callers that wait for a connection fail at once with
+:class:`~leveret.AccessRefused` instead of at their deadline. The supervisor
+keeps trying in the background all the same, so a user or virtual host
+created a moment later still gets used.
 
 The connection runs on the transport's own event loop thread, so its
 heartbeats keep flowing whatever the application does with its threads or
@@ -22,14 +29,19 @@ import random
 import ssl
 from collections.abc import Awaitable, Callable
 
-from .._errors import ConnectionLost, TransportClosed
-from ._amqp_protocol import Connection, open_connection
+from .._errors import AccessRefused, ConnectionLost, TransportClosed
+from ._amqp_protocol import Connection, ConnectionClosed, open_connection
 from ._amqp_url import BrokerAddress, RabbitMQOptions
 
 logger = logging.getLogger("leveret.transport.rabbitmq")
 
 BACKOFF_FIRST = 0.2  # seconds before the first reconnect attempt, at most
 BACKOFF_CAP = 30.0  # seconds between attempts, at most
+
+# Reply codes of a broker that rejects the login or the virtual host:
+# 403 ACCESS_REFUSED (bad user or password, or no access to the virtual host)
+# and 530 NOT_ALLOWED (no such virtual host).
+_ACCESS_REFUSED_CODES = frozenset({403, 530})
 
 
 def backoff_delay(attempt: int) -> float:
@@ -56,6 +68,9 @@ class ConnectionSupervisor:
         self.connection: Connection | None = None
         self.broker: BrokerAddress | None = None
         self.last_error: BaseException | None = None
+        # The URL's brokers (by position) whose latest attempt was rejected,
+        # with the broker's address and reason.
+        self._rejected_by: dict[int, str] = {}
         self.connections_opened = 0
 
     def start(self) -> None:
@@ -71,12 +86,22 @@ class ConnectionSupervisor:
             connection = self.connection
             if connection is not None and not connection.is_closed:
                 return connection
-            if connection is not None:
-                # Closed, and the supervisor task has not seen it yet: clear
-                # the flag here, or Event.wait returns at once and this loop
-                # never lets that task run.
-                self._ready.clear()
+            if self.connections_opened == 0 and self._all_rejected():
+                raise AccessRefused(
+                    f"the broker rejected the login: {self._rejections()}; check "
+                    "the user name, password and virtual host in the URL"
+                )
+            # Nothing usable yet (or a closed connection that the supervisor
+            # task has not seen): wait for its next change. Without the
+            # clear, Event.wait would return at once and never let it run.
+            self._ready.clear()
             await self._ready.wait()
+
+    def _all_rejected(self) -> bool:
+        return len(self._rejected_by) == len(self._options.brokers)
+
+    def _rejections(self) -> str:
+        return ", ".join(self._rejected_by.values())
 
     async def _run(self) -> None:
         attempt = 0
@@ -87,19 +112,42 @@ class ConnectionSupervisor:
                 connection = await self._connect(broker)
             except Exception as exc:  # any failure to connect is retried
                 delay = backoff_delay(attempt)
-                logger.warning(
-                    "connection.failed broker=%s attempt=%d error=%r retry_in=%.2fs",
-                    broker.masked(),
-                    attempt + 1,
-                    exc,
-                    delay,
-                )
-                self.last_error = exc
+                self._failed(attempt, exc, delay)
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
             attempt = 0
+            self._rejected_by.clear()
             await self._serve(connection, broker)
+
+    def _failed(self, attempt: int, exc: Exception, delay: float) -> None:
+        """Log a failed attempt and note whether the broker rejected the login."""
+        self.last_error = exc
+        position = attempt % len(self._options.brokers)
+        address = self._options.brokers[position].masked()
+        if (
+            isinstance(exc, ConnectionClosed)
+            and exc.reply_code in _ACCESS_REFUSED_CODES
+        ):
+            logger.error(
+                "connection.rejected broker=%s attempt=%d error=%r retry_in=%.2fs; "
+                "check the user name, password and virtual host",
+                address,
+                attempt + 1,
+                exc,
+                delay,
+            )
+            self._rejected_by[position] = f"{address} {exc}"
+            self._ready.set()  # so that waiters check whether to raise
+            return
+        logger.warning(
+            "connection.failed broker=%s attempt=%d error=%r retry_in=%.2fs",
+            address,
+            attempt + 1,
+            exc,
+            delay,
+        )
+        self._rejected_by.pop(position, None)
 
     async def _connect(self, broker: BrokerAddress) -> Connection:
         async with asyncio.timeout(self._options.connection_timeout):
