@@ -18,7 +18,13 @@ from . import _envelope
 from ._context import RequestContext, reset_current, set_current
 from ._dispatcher import Handler, HandlerKind
 from ._envelope import Request
-from ._errors import LeveretError, MessageTooLarge, NoServerError, SerializationError
+from ._errors import (
+    LeveretError,
+    MessageTooLarge,
+    MessagingTimeout,
+    NoServerError,
+    SerializationError,
+)
 from ._loop import Inbox, run_on
 from ._remote_errors import serialize_exception, serialize_failure
 from ._worker_pool import WorkerPool
@@ -27,6 +33,9 @@ from .transports.base import Transport
 logger = logging.getLogger("leveret.server")
 
 _EXHAUSTED: Any = object()
+
+# Seconds a call cut off by the server's stop may take to send its failure.
+CUT_OFF_REPLY_SECONDS = 1.0
 
 
 class EndpointExit(Exception):
@@ -124,6 +133,28 @@ class RequestExecution:
         """Send *exc* to the caller of a call; a cast gets nothing."""
         if request.msg_id is not None and request.reply_q is not None:
             await self._reply(request, failure=serialize_exception(exc))
+
+    async def reply_cut_off(self, request: Request) -> None:
+        """Tell the caller of a call that the server stopped before it ended.
+
+        Sends a MessagingTimeout failure, so that the caller does not wait
+        for its own deadline; a cast gets nothing.
+        """
+        error = MessagingTimeout(
+            f"server {self._server_name} stopped before {request.method} "
+            "finished: its grace period passed"
+        )
+        try:
+            async with asyncio.timeout(CUT_OFF_REPLY_SECONDS):
+                await self.reply_failure(request, error)
+        except TimeoutError:
+            logger.info(
+                "reply.unsent method=%s msg_id=%s reason=server stopping, "
+                "no broker confirm within %g s",
+                request.method,
+                request.msg_id,
+                CUT_OFF_REPLY_SECONDS,
+            )
 
     async def run(self, handler: Handler, request: Request) -> None:
         """Run the method; reply to calls; log the failure of a cast."""

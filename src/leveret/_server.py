@@ -20,7 +20,7 @@ from ._delivery import AckPolicy, RecentIds, check_ack_policy
 from ._dispatcher import AccessPolicy, Dispatcher, Handler
 from ._envelope import Cancel, MalformedMessage, Request
 from ._errors import InvalidTarget, NoSuchMethod, TransportClosed, UnsupportedVersion
-from ._execution import RequestExecution
+from ._execution import CUT_OFF_REPLY_SECONDS, RequestExecution
 from ._lifecycle import AsyncService, BlockingService
 from ._redelivery import DEFAULT_MAX_REDELIVERIES, RedeliveryCounter
 from ._target import Target
@@ -146,6 +146,8 @@ class AsyncRPCServer(AsyncService):
             for task in late:
                 task.cancel()
             if late:
+                # Let the cancelled calls tell their callers (bounded there).
+                await asyncio.wait(late, timeout=CUT_OFF_REPLY_SECONDS + 1)
                 logger.warning(
                     "server.stop topic=%s server=%s cancelled=%d reason=grace "
                     "period of %g s passed",
@@ -267,7 +269,13 @@ class AsyncRPCServer(AsyncService):
         policy = getattr(endpoint, "ack_policy", None) or self.ack_policy
         if policy == "before":
             await message.ack()
-            await self._execution.run(handler, request)
+            try:
+                await self._execution.run(handler, request)
+            except asyncio.CancelledError:
+                # Stopped after the grace period, and acknowledged, so no other
+                # server takes it: the caller hears of it now.
+                await self._execution.reply_cut_off(request)
+                raise
             return
         try:
             await self._execution.run(handler, request)

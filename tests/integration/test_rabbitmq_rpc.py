@@ -461,3 +461,86 @@ def test_fanout_to_deleted_exchange_isolated(transport: leveret.Transport) -> No
     for error in errors:
         assert isinstance(error, leveret.NoServerError), repr(error)
     assert transport._supervisor.connections_opened == 1  # type: ignore[attr-defined]
+
+
+# Stopping a server with a call in progress.
+
+
+class Blocking:
+    """A plain method that blocks until released, outlasting a grace period."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def hold(self) -> str:
+        self.started.set()
+        self.release.wait(WAIT_SECONDS)
+        return "first server"
+
+
+class Finisher:
+    def hold(self) -> str:
+        return "second server"
+
+
+def _call_in_thread(
+    pool: concurrent.futures.ThreadPoolExecutor,
+    transport: leveret.Transport,
+    topic: str,
+) -> concurrent.futures.Future[Any]:
+    client = leveret.RPCClient(transport, leveret.Target(topic), timeout=WAIT_SECONDS)
+    return pool.submit(client.call, "hold")
+
+
+def test_stop_past_grace_fails_the_call_at_once(
+    transport: leveret.Transport,
+) -> None:
+    topic = new_topic()
+    blocking = Blocking()
+    server = leveret.RPCServer(
+        transport, leveret.Target(topic, server="s1"), [blocking], grace_period=0.2
+    )
+    server.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = _call_in_thread(pool, transport, topic)
+            assert blocking.started.wait(WAIT_SECONDS)
+            stopped_at = time.monotonic()
+            server.stop()
+
+            with pytest.raises(leveret.MessagingTimeout, match="stopped before hold"):
+                pending.result(WAIT_SECONDS)
+            # At once, not at the caller's own deadline of WAIT_SECONDS.
+            assert time.monotonic() - stopped_at < WAIT_SECONDS / 2
+    finally:
+        blocking.release.set()
+
+
+def test_ack_after_hands_cut_off_call_to_next_server(
+    transport: leveret.Transport,
+) -> None:
+    topic = new_topic()
+    blocking = Blocking()
+    first = leveret.RPCServer(
+        transport,
+        leveret.Target(topic, server="s1"),
+        [blocking],
+        grace_period=0.2,
+        ack_policy="after",
+    )
+    first.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = _call_in_thread(pool, transport, topic)
+            assert blocking.started.wait(WAIT_SECONDS)
+            first.stop()
+            # Requeued, not failed: the next server on the topic runs it.
+            assert not pending.done()
+            second = leveret.RPCServer(
+                transport, leveret.Target(topic, server="s2"), [Finisher()]
+            )
+            with second:
+                assert pending.result(WAIT_SECONDS) == "second server"
+    finally:
+        blocking.release.set()
