@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
@@ -80,6 +81,9 @@ class LoopThread:
             self._thread.join(_STOP_JOIN_SECONDS)
 
 
+_Item = tuple[contextvars.Context, Callable[..., object], tuple[Any, ...]]
+
+
 class Inbox:
     """Callbacks handed to one event loop by other threads, a wake-up per batch.
 
@@ -87,15 +91,15 @@ class Inbox:
     and the loop reads each byte back. When many threads hand over work at
     once (blocking callers starting calls, pool threads returning results),
     one write wakes the loop and the rest find it already scheduled to run
-    the batch.
+    the batch. Each callback runs in a copy of the context it was put from,
+    as with ``call_soon_threadsafe``.
     """
 
     __slots__ = ("loop", "_items", "_scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._items: collections.deque[tuple[Callable[..., object], tuple[Any, ...]]]
-        self._items = collections.deque()
+        self._items: collections.deque[_Item] = collections.deque()
         self._scheduled = False
 
     @classmethod
@@ -110,7 +114,7 @@ class Inbox:
 
         Raises RuntimeError when the loop is closed.
         """
-        self._items.append((callback, args))
+        self._items.append((contextvars.copy_context(), callback, args))
         if self._scheduled:
             return
         self._scheduled = True
@@ -128,10 +132,17 @@ class Inbox:
         # Only what is here now, so that a steady stream of new items cannot
         # keep the loop from its other work.
         for _ in range(len(items)):
-            callback, args = items.popleft()
+            context, callback, args = items.popleft()
             try:
-                callback(*args)
-            except Exception as exc:  # reported like a failed loop callback
+                context.run(callback, *args)
+            except (SystemExit, KeyboardInterrupt):
+                # Leaves the loop, as asyncio lets these through; what is
+                # left of the batch runs when the loop runs again.
+                if items and not self._scheduled:
+                    self._scheduled = True
+                    self.loop.call_soon(self._run)
+                raise
+            except BaseException as exc:  # reported like a failed loop callback
                 self.loop.call_exception_handler(
                     {"message": f"exception in callback {callback!r}", "exception": exc}
                 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -236,6 +237,54 @@ def test_inbox_failing_callback_spares_the_rest(
 
 def _raise_key_error() -> None:
     raise KeyError("missing")
+
+
+def _raise_cancelled() -> None:
+    raise asyncio.CancelledError
+
+
+def test_inbox_cancelled_error_spares_the_rest(
+    counting_loop: CountingLoop,
+) -> None:
+    inbox = Inbox(counting_loop.loop)
+    reported: list[dict[str, Any]] = []
+    counting_loop.loop.set_exception_handler(
+        lambda _, context: reported.append(context)
+    )
+    ran: list[str] = []
+    release = counting_loop.block()
+
+    inbox.put(_raise_cancelled)
+    inbox.put(ran.append, "after")
+    release.set()
+    counting_loop.drain()
+
+    assert ran == ["after"]
+    assert isinstance(reported[0]["exception"], asyncio.CancelledError)
+
+
+REQUEST = contextvars.ContextVar[str]("REQUEST")
+
+
+def test_inbox_runs_each_callback_in_its_own_context(
+    counting_loop: CountingLoop,
+) -> None:
+    inbox = Inbox(counting_loop.loop)
+    seen: list[str] = []
+    release = counting_loop.block()
+
+    def put_as(name: str) -> None:
+        REQUEST.set(name)
+        inbox.put(lambda: seen.append(REQUEST.get("unset")))
+
+    for name in ("first", "second"):
+        sender = threading.Thread(target=put_as, args=(name,))
+        sender.start()
+        sender.join()
+    release.set()
+    counting_loop.drain()
+
+    assert seen == ["first", "second"]
 
 
 def test_inbox_on_closed_loop_raises_every_time() -> None:
