@@ -13,6 +13,7 @@ from leveret.transports.memory import MemoryTransport
 
 def test_all_pins_exported_names() -> None:
     assert sorted(leveret.__all__) == [
+        "AccessRefused",
         "AsyncBatchNotificationListener",
         "AsyncNotificationListener",
         "AsyncNotifier",
