@@ -199,6 +199,10 @@ async def _call(
         ) from None
     finally:
         transport.replies.unregister(msg_id)
+        if future.done() and not future.cancelled():
+            # Seen, so that asyncio does not log it: the call may have failed
+            # at its send while the transport's close failed this future too.
+            future.exception()
 
 
 def _broker_state(config: _ClientConfig) -> str:

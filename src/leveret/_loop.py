@@ -114,14 +114,23 @@ class Inbox:
 
         Raises RuntimeError when the loop is closed.
         """
-        self._items.append((contextvars.copy_context(), callback, args))
+        # Checked first: a loop closed with a run still scheduled leaves
+        # _scheduled set, and an item added then would never run.
+        if self.loop.is_closed():
+            raise RuntimeError("Event loop is closed")
+        item = (contextvars.copy_context(), callback, args)
+        self._items.append(item)
         if self._scheduled:
             return
         self._scheduled = True
         try:
             self.loop.call_soon_threadsafe(self._run)
-        except RuntimeError:
+        except BaseException:
+            # E.g. the loop closed since the check, or a KeyboardInterrupt
+            # arrived: the next put must schedule a run again.
             self._scheduled = False
+            with contextlib.suppress(ValueError):
+                self._items.remove(item)
             raise
 
     def _run(self) -> None:
@@ -186,7 +195,8 @@ class _Bridge(Generic[T]):
 
     def start(self) -> None:
         coro, self._coro = self._coro, None
-        assert coro is not None
+        if coro is None:  # abandoned by a caller that was interrupted
+            return
         task = asyncio.get_running_loop().create_task(coro)
         self._task = task
         if self._cancelled:
@@ -371,6 +381,9 @@ def _submit(
     except RuntimeError:  # the loop closed since the check
         bridge.abandon()
         raise TransportClosed(_LOOP_STOPPED) from None
+    except BaseException:  # e.g. KeyboardInterrupt: the caller leaves
+        bridge.abandon()
+        raise
 
 
 def _check_open(

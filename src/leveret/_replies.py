@@ -32,8 +32,12 @@ class ReplyRouter:
     def __init__(self) -> None:
         self._waiters: dict[str, ReplySink] = {}
         self.dropped_replies = 0
+        self._closed_by: BaseException | None = None
 
     def register(self, msg_id: str, sink: ReplySink) -> None:
+        """Add the waiter of a call; raise the closing error after fail_all."""
+        if self._closed_by is not None:
+            raise self._closed_by
         self._waiters[msg_id] = sink
 
     def unregister(self, msg_id: str) -> None:
@@ -63,6 +67,12 @@ class ReplyRouter:
         sink(reply)
 
     def fail_all(self, error: BaseException) -> None:
-        """Hand *error* to every waiter, e.g. when the transport closes."""
+        """Hand *error* to every waiter and to every later registration.
+
+        Called when the transport closes. A call that registers afterwards
+        (it was still waiting for the reply queue) fails at once, instead
+        of sending its request and waiting for a reply nobody routes.
+        """
+        self._closed_by = error
         for sink in list(self._waiters.values()):
             sink(error)

@@ -99,6 +99,8 @@ class AsyncReplyStream:
             await self._start()
         while True:
             reply = await self._receive()
+            if reply is _CLOSED:
+                return _END
             item = self._take(reply)
             if item is not _CONTINUE:
                 return item
@@ -188,6 +190,9 @@ class AsyncReplyStream:
     def _finish(self) -> None:
         self._done = True
         self._request.transport.replies.unregister(self._msg_id)
+        if self._queue is not None:
+            # Ends the wait of a reader in another thread or task.
+            self._queue.put_nowait(_CLOSED)
 
     def _timeout_error(self, waiting_for: str) -> MessagingTimeout:
         request = self._request
@@ -199,6 +204,8 @@ class AsyncReplyStream:
 
 
 _CONTINUE: Any = object()
+# Queued when the stream is closed, so that a waiting reader ends too.
+_CLOSED: Any = object()
 
 
 class ReplyStream:

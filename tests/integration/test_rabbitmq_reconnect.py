@@ -8,6 +8,7 @@ exchanges and bindings again.
 from __future__ import annotations
 
 import concurrent.futures
+import gc
 import logging
 import re
 import threading
@@ -208,3 +209,34 @@ def test_restart_logs_each_attempt(
     for record in failed:
         assert record.levelno == logging.WARNING
         assert f"guest:***@127.0.0.1:{port}" in record.getMessage()
+
+
+def test_close_while_broker_down_fails_calls_quietly(
+    own_broker: Any,
+    make_transport: Callable[[str], leveret.Transport],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    topic = new_topic()
+    transport = make_transport(own_broker.url)
+    client = leveret.RPCClient(transport, leveret.Target(topic), timeout=30)
+    with pytest.raises(leveret.NoServerError):
+        client.call("whoami")  # the reply queue now exists
+    own_broker.stop()
+    caplog.set_level(logging.ERROR, logger="asyncio")
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        pending = [pool.submit(client.call, "whoami") for _ in range(3)]
+        time.sleep(1)
+        closed_at = time.monotonic()
+        transport.close()
+        for future in pending:
+            with pytest.raises(leveret.TransportError):
+                future.result(DEADLINE_MARGIN)
+    assert time.monotonic() - closed_at < DEADLINE_MARGIN
+
+    # asyncio logs an unread future's error when the future is collected,
+    # and the calls' tracebacks keep theirs alive until dropped.
+    del pending, future
+    gc.collect()
+    never_retrieved = [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert never_retrieved == []

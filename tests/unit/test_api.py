@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
 from harness import TOPIC, Api
 
 import leveret
+from leveret._replies import ReplyRouter
 from leveret.transports.memory import MemoryTransport
 
 
@@ -225,3 +227,27 @@ class Echo:
 def test_memory_connect_returns(transport: leveret.Transport) -> None:
     transport.connect(timeout=1)
     assert not transport.closed
+
+
+def test_close_after_aclose_on_bound_loop_does_nothing() -> None:
+    async def scenario() -> None:
+        transport = leveret.get_transport("memory://close-twice")
+        await transport.aconnect()  # binds the transport to this loop
+        await transport.aclose()
+        transport.close()  # already closed: no blocking call to refuse
+        assert transport.closed
+
+    asyncio.run(scenario())
+
+
+def test_reply_router_fails_waiters_added_after_close() -> None:
+    router = ReplyRouter()
+    seen: list[object] = []
+    router.register("before-close", seen.append)
+    error = leveret.TransportClosed("closed")
+
+    router.fail_all(error)
+
+    assert seen == [error]
+    with pytest.raises(leveret.TransportClosed):
+        router.register("after-close", seen.append)

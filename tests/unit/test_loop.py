@@ -316,3 +316,45 @@ def test_inbox_takes_items_from_many_threads(counting_loop: CountingLoop) -> Non
     assert len(ran) == 8 * 500
     for sender in range(8):
         assert [n for s, n in ran if s == sender] == list(range(500))
+
+
+def test_inbox_on_loop_closed_with_run_scheduled_raises() -> None:
+    loop = asyncio.new_event_loop()
+    inbox = Inbox(loop)
+    inbox.put(print, "first")  # schedules a run that the loop never gets to
+    loop.close()
+
+    with pytest.raises(RuntimeError):
+        inbox.put(print, "second")
+
+
+def test_interrupted_put_keeps_binding_usable() -> None:
+    # A KeyboardInterrupt can arrive while call_soon_threadsafe runs: only
+    # the interrupted call may fail, and the next one must still run.
+    binding = LoopBinding("interrupt-test")
+    loop = binding.bind_thread()
+    original = loop.call_soon_threadsafe
+    interrupted = False
+
+    def interrupt_once(callback: Callable[..., object], *args: Any) -> Any:
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            raise KeyboardInterrupt
+        return original(callback, *args)
+
+    loop.call_soon_threadsafe = interrupt_once  # type: ignore[method-assign]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            binding.run_blocking(_loop_thread_name())
+        results: list[str] = []
+        caller = threading.Thread(
+            target=lambda: results.append(binding.run_blocking(_loop_thread_name())),
+            daemon=True,
+        )
+        caller.start()
+        caller.join(5)
+
+        assert results == ["interrupt-test"]
+    finally:
+        binding.close(wait=False)

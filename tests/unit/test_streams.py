@@ -196,3 +196,75 @@ def test_stream_iterated_after_end(api: Api) -> None:
     first, second = api.run(drain_twice())
     assert first == [0, 1]
     assert second == []
+
+
+def test_stream_close_from_another_thread_ends_reader(
+    transport: leveret.Transport,
+) -> None:
+    generators = Generators()
+    target = leveret.Target("close-elsewhere", server="s1")
+    client = leveret.RPCClient(
+        transport, leveret.Target("close-elsewhere"), timeout=WAIT_SECONDS
+    )
+    read: list[Any] = []
+    first_read = threading.Event()
+
+    def read_all(stream: leveret.ReplyStream) -> None:
+        for item in stream:
+            read.append(item)
+            first_read.set()
+
+    with leveret.RPCServer(transport, target, [generators]):
+        stream = client.stream("one_then_stall")
+        reader = threading.Thread(target=read_all, args=(stream,))
+        reader.start()
+        try:
+            assert first_read.wait(WAIT_SECONDS)
+            closed_at = time.monotonic()
+            stream.close()
+            reader.join(WAIT_SECONDS)
+        finally:
+            generators.release.set()
+
+    assert not reader.is_alive()
+    # At once, not at the next item's deadline of WAIT_SECONDS.
+    assert time.monotonic() - closed_at < WAIT_SECONDS / 2
+    assert read == ["first"]
+
+
+def test_async_stream_close_from_another_task_ends_reader(
+    transport: leveret.Transport,
+) -> None:
+    generators = Generators()
+    target = leveret.Target("close-elsewhere-async", server="s1")
+
+    async def scenario() -> tuple[list[Any], float]:
+        client = leveret.AsyncRPCClient(
+            transport, leveret.Target("close-elsewhere-async"), timeout=WAIT_SECONDS
+        )
+        read: list[Any] = []
+        first_read = asyncio.Event()
+        async with leveret.AsyncRPCServer(transport, target, [generators]):
+            stream = client.stream("one_then_stall")
+
+            async def read_all() -> None:
+                async for item in stream:
+                    read.append(item)
+                    first_read.set()
+
+            reader = asyncio.create_task(read_all())
+            await asyncio.wait_for(first_read.wait(), WAIT_SECONDS)
+            started = time.monotonic()
+            await stream.aclose()
+            await asyncio.wait_for(reader, WAIT_SECONDS)
+            elapsed = time.monotonic() - started
+            generators.release.set()
+        return read, elapsed
+
+    try:
+        read, elapsed = asyncio.run(scenario())
+    finally:
+        generators.release.set()
+
+    assert read == ["first"]
+    assert elapsed < WAIT_SECONDS / 2

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -223,16 +224,23 @@ class Transport(abc.ABC):
         """
         loop = self.binding.loop
         if not self.closed and loop is not None and loop.is_running():
-            await self.binding.run_async(self.close_on_loop())
+            # TransportClosed: the bound loop stopped while closing, which
+            # ends everything the close would have ended.
+            with contextlib.suppress(TransportClosed):
+                await self.binding.run_async(self.close_on_loop())
         self.closed = True
         self.binding.close(wait=False)
 
     def close(self) -> None:
         """Close from sync code; safe to call twice."""
+        if self.closed:
+            self.binding.close()
+            return
         loop = self.binding.loop
         if self.binding.in_loop():
             raise RuntimeError("close() would block the event loop; await aclose()")
-        if not self.closed and loop is not None and loop.is_running():
-            self.binding.run_blocking(self.close_on_loop())
+        if loop is not None and loop.is_running():
+            with contextlib.suppress(TransportClosed):
+                self.binding.run_blocking(self.close_on_loop())
         self.closed = True
         self.binding.close()
