@@ -214,6 +214,17 @@ def test_bad_url_error_masks_password(url: str) -> None:
     assert SECRET not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [("/", "/"), ("", "/"), ("/%2F", "/"), ("/production", "/production")],
+)
+def test_repr_shows_virtual_host(path: str, shown: str) -> None:
+    transport = leveret.get_transport(f"amqp://guest:{SECRET}@127.0.0.1:5672{path}")
+
+    assert repr(transport).endswith(f"@127.0.0.1:5672{shown}')")
+    assert SECRET not in repr(transport)
+
+
 # Passwords in repr, logs and errors.
 
 

@@ -106,8 +106,19 @@ def test_caller_timeout_cancels_the_coroutine(binding: LoopBinding) -> None:
 
 
 def test_concurrent_async_results_share_wakeups(binding: LoopBinding) -> None:
-    async def nap(number: int) -> int:
-        await asyncio.sleep(0.05)
+    started = 0
+    gate: asyncio.Event | None = None
+
+    async def wait_for_all(number: int) -> int:
+        # Runs on the bound loop: the 50th to start lets all of them end,
+        # so they end within one pass of that loop.
+        nonlocal started, gate
+        if gate is None:
+            gate = asyncio.Event()
+        started += 1
+        if started == 50:
+            gate.set()
+        await gate.wait()
         return number
 
     async def main() -> tuple[list[int], int]:
@@ -121,14 +132,14 @@ def test_concurrent_async_results_share_wakeups(binding: LoopBinding) -> None:
             return original(callback, *args)
 
         loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
-        results = await asyncio.gather(*(binding.run_async(nap(n)) for n in range(50)))
+        calls = (binding.run_async(wait_for_all(n)) for n in range(50))
+        results = await asyncio.gather(*calls)
         return results, wakeups
 
     results, wakeups = asyncio.run(main())
 
     assert results == list(range(50))
-    # The 50 naps end within one pass of the bound loop, so their results
-    # come back with a few wake-ups of this loop, not one each.
+    # Their results come back with a few wake-ups of this loop, not one each.
     assert wakeups < 10
 
 

@@ -34,7 +34,7 @@ import dataclasses
 import math
 import ssl
 from collections.abc import Sequence
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from .._errors import ConfigurationError
 
@@ -59,8 +59,13 @@ class BrokerAddress:
     virtual_host: str
 
     def masked(self) -> str:
-        """Return the URL of this broker with the password replaced by ``***``."""
-        return f"{self.scheme}://{self.username}:***@{self.host}:{self.port}/"
+        """Return the URL of this broker with the password replaced by ``***``.
+
+        The virtual host follows the last slash, percent-encoded; the
+        default one, ``/``, leaves the path empty.
+        """
+        vhost = "" if self.virtual_host == "/" else quote(self.virtual_host, safe="")
+        return f"{self.scheme}://{self.username}:***@{self.host}:{self.port}/{vhost}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
