@@ -268,6 +268,8 @@ class AsyncRPCServer(AsyncService):
         endpoint = getattr(handler.function, "__self__", None)
         policy = getattr(endpoint, "ack_policy", None) or self.ack_policy
         if policy == "before":
+            # NOTE: acknowledged on arrival, so prefetch does not bound the
+            # requests that wait here for a pool worker (docs/rabbitmq.md).
             await message.ack()
             try:
                 await self._execution.run(handler, request)
