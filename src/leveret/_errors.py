@@ -9,7 +9,7 @@ Every exception leveret raises derives from :class:`LeveretError`::
     ├── MessageTooLarge             an encoded message over the size limit
     ├── MessagingTimeout            (also TimeoutError) no reply before the deadline
     ├── TransportError              the transport failed
-    │   ├── AccessRefused           (also PermissionError) the broker rejected the login
+    │   ├── AccessRefused           (also PermissionError) login or permission refused
     │   ├── ConnectionLost          (also ConnectionError) the broker connection dropped
     │   ├── TransportClosed         the transport was closed by its owner
     │   └── NoServerError           no server consumes the target's address
@@ -86,11 +86,14 @@ class TransportError(LeveretError):
 
 
 class AccessRefused(TransportError, PermissionError):
-    """Raised when the broker rejects the user, the password or the virtual host.
+    """Raised when the broker rejects the login or an operation of its user.
 
-    Raised at once while the transport has not connected yet. A transport
-    that has connected before treats a later rejection as a lost connection
-    and keeps retrying, so that a broker restart does not fail it for good.
+    A rejected user, password or virtual host raises it at once while the
+    transport has not connected yet. A transport that has connected before
+    treats a later rejection as a lost connection and keeps retrying, so
+    that a broker restart does not fail it for good. An operation the user
+    has no permission for (declaring, publishing, consuming) raises it
+    whenever it happens.
     """
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import threading
 import time
 import traceback
@@ -402,3 +403,40 @@ def test_notifier_raises_access_refused_without_retrying(
         notifier.info("compute.start", {})
 
     assert time.monotonic() - started < 10
+
+
+def _add_user_without_permissions(state_dir: Any, user: str, password: str) -> None:
+    """Add a user who may open the virtual host "/" and do nothing there."""
+    script = (
+        f'. "{state_dir}/env" && rabbitmqctl add_user "$1" "$2" --quiet && '
+        "rabbitmqctl set_permissions -p / \"$1\" '' '' '' --quiet"
+    )
+    result = subprocess.run(
+        ["bash", "-c", script, "rabbitmqctl", user, password],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_missing_permission_raises_access_refused(
+    own_broker: Any, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    _add_user_without_permissions(own_broker.state_dir, "carol", SECRET)
+    url = f"amqp://carol:{SECRET}@127.0.0.1:{own_broker.port}/"
+    transport = make_transport(url)
+    topic = new_topic()
+    client = leveret.RPCClient(transport, leveret.Target(topic), timeout=30)
+    started = time.monotonic()
+
+    with pytest.raises(leveret.AccessRefused) as caught:
+        client.cast("ping")
+    with pytest.raises(leveret.AccessRefused):
+        leveret.RPCServer(transport, leveret.Target(topic), [Service()]).start()
+
+    assert time.monotonic() - started < 10
+    assert "403" in str(caught.value)
+    assert "permissions" in str(caught.value)
+    assert SECRET not in str(caught.value)

@@ -30,7 +30,13 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 from .._errors import AccessRefused, ConnectionLost, TransportClosed
-from ._amqp_protocol import Connection, ConnectionClosed, open_connection
+from ._amqp_protocol import (
+    ACCESS_REFUSED,
+    NOT_ALLOWED,
+    Connection,
+    ConnectionClosed,
+    open_connection,
+)
 from ._amqp_url import BrokerAddress, RabbitMQOptions
 
 logger = logging.getLogger("leveret.transport.rabbitmq")
@@ -41,7 +47,7 @@ BACKOFF_CAP = 30.0  # seconds between attempts, at most
 # Reply codes of a broker that rejects the login or the virtual host:
 # 403 ACCESS_REFUSED (bad user or password, or no access to the virtual host)
 # and 530 NOT_ALLOWED (no such virtual host).
-_ACCESS_REFUSED_CODES = frozenset({403, 530})
+_ACCESS_REFUSED_CODES = frozenset({ACCESS_REFUSED, NOT_ALLOWED})
 
 
 def backoff_delay(attempt: int) -> float:

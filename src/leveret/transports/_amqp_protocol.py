@@ -29,8 +29,10 @@ from . import _amqp_frames as frames
 logger = logging.getLogger("leveret.transport.rabbitmq")
 
 REPLY_SUCCESS = 200
+ACCESS_REFUSED = 403
 NOT_FOUND = 404
 PRECONDITION_FAILED = 406
+NOT_ALLOWED = 530
 FRAME_ERROR = 501
 CONNECTION_FORCED = 320
 

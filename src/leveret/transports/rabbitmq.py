@@ -36,6 +36,7 @@ from typing import Any, cast
 
 from .._envelope import new_id
 from .._errors import (
+    AccessRefused,
     ConfigurationError,
     InvalidTarget,
     MessagingTimeout,
@@ -46,6 +47,7 @@ from .._errors import (
 from . import _amqp_frames as frames
 from ._amqp_connection import ConnectionSupervisor, backoff_delay, lost
 from ._amqp_protocol import (
+    ACCESS_REFUSED,
     NOT_FOUND,
     PRECONDITION_FAILED,
     AMQPError,
@@ -514,9 +516,15 @@ class RabbitMQTransport(Transport):
             raise self._failure(exc) from exc
 
     def _failure(self, exc: BaseException) -> TransportError:
-        """Translate a connection failure into TransportClosed or ConnectionLost."""
+        """Translate a connection failure into TransportClosed, AccessRefused
+        (the user lacks a permission) or ConnectionLost."""
         if self.closed:
             return TransportClosed(f"{self!r} is closed")
+        if isinstance(exc, ChannelClosed) and exc.reply_code == ACCESS_REFUSED:
+            return AccessRefused(
+                f"the broker refused an operation: {exc}; check the permissions "
+                f"of the URL's user on its virtual host ({self!r})"
+            )
         return lost(exc)
 
     async def send(
