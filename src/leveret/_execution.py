@@ -220,14 +220,21 @@ class RequestExecution:
         self, agen: AsyncGenerator[Any, None], context: RequestContext
     ) -> AsyncGenerator[Any, None]:
         """Iterate an async generator on the app's loop, one item at a time."""
+        cancelled = False
         try:
             while True:
                 try:
                     yield await self._on_app_loop(context, agen.__anext__())
                 except StopAsyncIteration:
                     return
+        except asyncio.CancelledError:
+            # The step running on the app's loop is cancelled with this task,
+            # which ends the generator there; aclose() would find it running.
+            cancelled = True
+            raise
         finally:
-            await self._on_app_loop(context, agen.aclose())
+            if not cancelled:
+                await self._on_app_loop(context, agen.aclose())
 
     async def _items(
         self, handler: Handler, request: Request, context: RequestContext

@@ -37,6 +37,8 @@ class LoopThread:
     def __init__(self, name: str) -> None:
         self.loop = asyncio.new_event_loop()
         self._running = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._stop_requested = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
         self._running.wait()
@@ -67,17 +69,23 @@ class LoopThread:
         return self._thread
 
     def stop(self, wait: bool = True) -> None:
-        """Stop the loop and, if *wait*, join the thread; safe to call twice."""
-        if self.loop.is_closed():
-            return
-        if threading.current_thread() is self._thread:
-            self.loop.stop()
-            return
-        try:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        except RuntimeError:  # closed in the meantime
-            return
-        if wait:
+        """Stop the loop and, if *wait*, join the thread.
+
+        Safe to call twice and from several threads at once: only the first
+        call stops the loop, since a second ``loop.stop`` would interrupt
+        the final pass that lets the remaining tasks finish.
+        """
+        with self._stop_lock:
+            first, self._stop_requested = not self._stop_requested, True
+        if first and not self.loop.is_closed():
+            if threading.current_thread() is self._thread:
+                self.loop.stop()
+                return
+            try:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+            except RuntimeError:  # closed in the meantime
+                return
+        if wait and threading.current_thread() is not self._thread:
             self._thread.join(_STOP_JOIN_SECONDS)
 
 

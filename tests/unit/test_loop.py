@@ -13,6 +13,8 @@ import pytest
 import leveret
 from leveret._loop import Inbox, LoopBinding, LoopThread
 
+WAIT_SECONDS = 10.0
+
 
 @pytest.fixture
 def binding() -> Iterator[LoopBinding]:
@@ -369,3 +371,39 @@ def test_interrupted_put_keeps_binding_usable() -> None:
         assert results == ["interrupt-test"]
     finally:
         binding.close(wait=False)
+
+
+def test_loop_thread_stopped_twice_lets_tasks_finish() -> None:
+    thread = LoopThread("stop-twice")
+    started = threading.Event()
+    cleaning = threading.Event()
+    finished = threading.Event()
+
+    async def slow_to_cancel() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(WAIT_SECONDS)
+        finally:
+            cleaning.set()
+            await asyncio.sleep(0.2)
+            finished.set()
+
+    asyncio.run_coroutine_threadsafe(slow_to_cancel(), thread.loop)
+    errors: list[BaseException | None] = []
+    original_hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    try:
+        assert started.wait(WAIT_SECONDS)
+        thread.stop(wait=False)
+        assert cleaning.wait(WAIT_SECONDS)
+        # A second stop while the first one lets the tasks finish.
+        second = threading.Thread(target=thread.stop)
+        second.start()
+        second.join(WAIT_SECONDS)
+        thread.thread.join(WAIT_SECONDS)
+    finally:
+        threading.excepthook = original_hook
+
+    assert errors == []
+    assert finished.is_set()
+    assert thread.loop.is_closed()

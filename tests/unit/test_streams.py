@@ -268,3 +268,55 @@ def test_async_stream_close_from_another_task_ends_reader(
 
     assert read == ["first"]
     assert elapsed < WAIT_SECONDS / 2
+
+
+class SlowAsyncItems:
+    async def one_per_second(self, count: int) -> AsyncIterator[int]:
+        for number in range(count):
+            await asyncio.sleep(1)
+            yield number
+
+
+def test_async_generator_cut_off_by_stop_reports_timeout(
+    transport: leveret.Transport,
+) -> None:
+    # The transport's I/O on a thread of its own and the server on another
+    # loop, so each item is a step on the app's loop when the stop comes.
+    transport.binding.bind_thread()
+    client = leveret.RPCClient(
+        transport, leveret.Target("cut-off"), timeout=WAIT_SECONDS
+    )
+    errors: list[BaseException] = []
+
+    def read(stream: leveret.ReplyStream) -> None:
+        try:
+            list(stream)
+        except Exception as exc:  # any type, asserted on below
+            errors.append(exc)
+
+    async def scenario() -> None:
+        server = leveret.AsyncRPCServer(
+            transport,
+            leveret.Target("cut-off", server="s1"),
+            [SlowAsyncItems()],
+            grace_period=0.5,
+        )
+        await server.start()
+        readers = [
+            threading.Thread(
+                target=read, args=(client.stream("one_per_second", count=10),)
+            )
+            for _ in range(3)
+        ]
+        for reader in readers:
+            reader.start()
+        await asyncio.sleep(0.3)
+        await server.stop()
+        await asyncio.to_thread(lambda: [r.join(WAIT_SECONDS) for r in readers])
+
+    asyncio.run(scenario())
+
+    assert len(errors) == 3
+    for error in errors:
+        assert isinstance(error, leveret.MessagingTimeout), repr(error)
+        assert "stopped before one_per_second" in str(error)
