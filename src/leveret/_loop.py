@@ -29,6 +29,8 @@ T = TypeVar("T")
 _LIVENESS_CHECK_SECONDS = 1.0
 # Seconds to wait for the loop thread to finish its pending callbacks on stop.
 _STOP_JOIN_SECONDS = 5.0
+# Loop passes run after the last task has finished, before the loop closes.
+_FINAL_PASSES = 3
 
 
 class LoopThread:
@@ -63,6 +65,13 @@ class LoopThread:
             gathered = asyncio.gather(*tasks, return_exceptions=True)
             self.loop.run_until_complete(gathered)
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        # A few more passes for callbacks that the clean-up scheduled, such
+        # as a transport closing its socket after an aborted connect.
+        # NOTE: one test run saw a socket left open after a transport closed
+        # during reconnect attempts; that these passes remove its cause is
+        # not established.
+        for _ in range(_FINAL_PASSES):
+            self.loop.run_until_complete(asyncio.sleep(0))
 
     @property
     def thread(self) -> threading.Thread:
