@@ -71,7 +71,7 @@ class ReplyRouter:
 
         Called when the transport closes. A call that registers afterwards
         (it was still waiting for the reply queue) fails at once, instead
-        of sending its request and waiting for a reply nobody routes.
+        of sending its request and waiting for a reply that no waiter receives.
         """
         self._closed_by = error
         for sink in list(self._waiters.values()):

@@ -517,7 +517,7 @@ def test_stop_past_grace_fails_the_call_at_once(
         blocking.release.set()
 
 
-def test_ack_after_hands_cut_off_call_to_next_server(
+def test_ack_after_requeues_cut_off_call(
     transport: leveret.Transport,
 ) -> None:
     topic = new_topic()

@@ -875,7 +875,7 @@ def test_ack_and_reject_write_frames() -> None:
     run(scenario)
 
 
-def test_frames_of_one_loop_pass_go_out_in_one_socket_write() -> None:
+def test_loop_pass_frames_share_one_write() -> None:
     async def scenario() -> None:
         connection, transport = await open_connection()
         channel = await open_channel(connection, transport)
