@@ -26,6 +26,7 @@ IN_PROCESS_SYSTEMS = "leveret-memory,oslo-fake,floor"
 def harness(monkeypatch: pytest.MonkeyPatch) -> Any:
     """The bench package, imported from the checkout (it is not installed)."""
     monkeypatch.syspath_prepend(str(ROOT))
+    import bench.placement
     import bench.report
     import bench.run
 
@@ -99,3 +100,18 @@ def test_report_renders_and_keeps_text(harness: Any, tmp_path: pathlib.Path) -> 
     assert verdicts <= {"met", "missed", "not measured"}
     memory_p50 = harness.report.targets(document)[0]["value"]
     assert math.isfinite(memory_p50)
+
+
+def test_placement_prints_every_operation(
+    harness: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert harness.placement.main(["--duration", "0.05", "--reps", "1"]) == 0
+    rows = capsys.readouterr().out.splitlines()[3:]
+    assert [row.split(" | ")[0].lstrip("| ") for row in rows] == list(
+        harness.placement.OPERATIONS
+    )
+    for row in rows:
+        cells = row.strip("| ").replace(",", "").split(" | ")[1:]
+        any_cpu, one_cpu = (float(cell) for cell in cells)
+        assert any_cpu > 0
+        assert one_cpu > 0
