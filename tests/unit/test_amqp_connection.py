@@ -171,3 +171,15 @@ def test_other_failures_logged_at_warning(
     failed = [r for r in caplog.records if "connection.failed" in r.getMessage()]
     assert failed
     assert {r.levelno for r in failed} == {logging.WARNING}
+
+
+def test_backoff_grows_then_stays_capped() -> None:
+    for attempt in range(40):
+        ceiling = min(10.0, 0.2 * 2**attempt)
+        delays = [_amqp_connection.backoff_delay(attempt) for _ in range(200)]
+        assert min(delays) >= 0
+        assert max(delays) <= ceiling
+    # Full jitter: spread over the whole range, not bunched at the cap.
+    capped = [_amqp_connection.backoff_delay(30) for _ in range(2000)]
+    assert min(capped) < 2.0
+    assert max(capped) > 8.0

@@ -42,7 +42,9 @@ from ._amqp_url import BrokerAddress, RabbitMQOptions
 logger = logging.getLogger("leveret.transport.rabbitmq")
 
 BACKOFF_FIRST = 0.2  # seconds before the first reconnect attempt, at most
-BACKOFF_CAP = 30.0  # seconds between attempts, at most
+# Seconds between attempts, at most. RabbitMQ takes seconds to restart, and
+# with full jitter a client reconnects about half a cap after it is back.
+BACKOFF_CAP = 10.0
 
 # Reply codes of a broker that rejects the login or the virtual host:
 # 403 ACCESS_REFUSED (bad user or password, or no access to the virtual host)
