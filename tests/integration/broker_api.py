@@ -44,13 +44,13 @@ def wait_until(condition: Callable[[], bool], seconds: float = WAIT_SECONDS) -> 
     return True
 
 
-def rabbitmqctl(state_dir: pathlib.Path, *arguments: str) -> list[dict[str, Any]]:
-    """Run a ``rabbitmqctl list_*`` command on the broker of *state_dir*.
+def run_rabbitmqctl(state_dir: pathlib.Path, *arguments: str) -> str:
+    """Run ``rabbitmqctl ARGUMENTS --quiet`` on the broker of *state_dir*.
 
-    Returns the rows it prints with ``--formatter json``. Works only for a
-    broker a test started itself (``own_broker``), whose env file names it.
+    Returns what it prints. Works only for a broker a test started itself
+    (``own_broker``), whose env file names it.
     """
-    script = f'. "{state_dir}/env" && rabbitmqctl "$@" --formatter json --quiet'
+    script = f'. "{state_dir}/env" && rabbitmqctl "$@" --quiet'
     result = subprocess.run(
         ["bash", "-c", script, "rabbitmqctl", *arguments],
         capture_output=True,
@@ -59,7 +59,13 @@ def rabbitmqctl(state_dir: pathlib.Path, *arguments: str) -> list[dict[str, Any]
         check=False,
     )
     assert result.returncode == 0, f"rabbitmqctl {arguments} failed: {result.stderr}"
-    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return result.stdout
+
+
+def rabbitmqctl(state_dir: pathlib.Path, *arguments: str) -> list[dict[str, Any]]:
+    """Run a ``rabbitmqctl list_*`` command; return the rows it prints."""
+    output = run_rabbitmqctl(state_dir, *arguments, "--formatter", "json")
+    rows: list[dict[str, Any]] = json.loads(output)
     return rows
 
 

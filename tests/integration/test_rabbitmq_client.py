@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import logging
 import random
 import string
-import subprocess
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from broker_api import WAIT_SECONDS, Api, new_topic, wait_until
+from broker_api import WAIT_SECONDS, Api, new_topic, run_rabbitmqctl, wait_until
 
 import leveret
+from leveret.transports import rabbitmq
 
 LOGGER = "leveret.transport.rabbitmq"
 HEARTBEAT_SECONDS = 2
@@ -116,27 +118,16 @@ def test_non_ascii_text_round_trips(api: Api) -> None:
 
 def _set_memory_watermark(broker: Any, fraction: str) -> None:
     """Set the memory high watermark of *broker*'s node; 0 raises a memory alarm."""
-    script = (
-        '. "$1/env" && '
-        'rabbitmqctl -n "$(cat "$1/node")" set_vm_memory_high_watermark "$2"'
-    )
-    result = subprocess.run(
-        ["bash", "-c", script, "set-watermark", str(broker.state_dir), fraction],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, (
-        f"set_vm_memory_high_watermark {fraction} failed: {result.stderr}"
-    )
+    run_rabbitmqctl(broker.state_dir, "set_vm_memory_high_watermark", fraction)
 
 
-def _records(caplog: pytest.LogCaptureFixture, prefix: str) -> list[logging.LogRecord]:
+def _records(
+    caplog: pytest.LogCaptureFixture, prefix: str, logger: str = LOGGER
+) -> list[logging.LogRecord]:
     return [
         record
         for record in caplog.records
-        if record.name == LOGGER and record.getMessage().startswith(prefix)
+        if record.name == logger and record.getMessage().startswith(prefix)
     ]
 
 
@@ -197,6 +188,58 @@ def test_blocked_broker_times_out_then_recovers(
         assert client.prepare(timeout=WAIT_SECONDS).call("whoami") == "s1"
 
     assert _supervisor(transport).connections_opened == 1
+
+
+class Slow:
+    """A method that takes a while, so that a test can act while it runs."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+
+    def wait_then_echo(self, seconds: float, value: Any) -> Any:
+        self.started.set()
+        time.sleep(seconds)
+        return value
+
+
+def _reply_failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return _records(caplog, "reply.failed", logger="leveret.server")
+
+
+def test_reply_blocked_by_broker_gives_up(
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    own_broker: Any,
+    make_transport: Callable[[str], leveret.Transport],
+) -> None:
+    monkeypatch.setattr(rabbitmq, "REPLY_SEND_TIMEOUT", 1.0)
+    caplog.set_level(logging.INFO, logger="leveret")
+    transport = make_transport(own_broker.url)
+    topic = new_topic()
+    service = Slow()
+
+    with leveret.RPCServer(transport, leveret.Target(topic, server="s1"), [service]):
+        client = leveret.RPCClient(transport, leveret.Target(topic), timeout=4.0)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(client.call, "wait_then_echo", seconds=1.0, value=1)
+            assert service.started.wait(WAIT_SECONDS)
+            _set_memory_watermark(own_broker, "0")
+            try:
+                # The server gives up on the reply after REPLY_SEND_TIMEOUT and
+                # logs it. The caller gets nothing before its own deadline.
+                assert wait_until(lambda: bool(_reply_failures(caplog)))
+                with pytest.raises(leveret.MessagingTimeout):
+                    pending.result(WAIT_SECONDS)
+            finally:
+                _set_memory_watermark(own_broker, DEFAULT_WATERMARK)
+
+        message = _reply_failures(caplog)[0].getMessage()
+        assert "did not accept the reply within 1 s" in message
+        # The late confirm of the abandoned reply leaves the server serving.
+        answer = client.prepare(timeout=WAIT_SECONDS).call(
+            "wait_then_echo", seconds=0, value=2
+        )
+        assert answer == 2
 
 
 # Many channels and consumers on one connection.

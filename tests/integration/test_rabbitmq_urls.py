@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 import threading
 import time
 import traceback
@@ -15,7 +14,13 @@ from typing import Any
 
 import pika
 import pytest
-from broker_api import WAIT_SECONDS, new_topic, rabbitmqctl, wait_until
+from broker_api import (
+    WAIT_SECONDS,
+    new_topic,
+    rabbitmqctl,
+    run_rabbitmqctl,
+    wait_until,
+)
 
 import leveret
 
@@ -407,18 +412,8 @@ def test_notifier_raises_access_refused_without_retrying(
 
 def _add_user_without_permissions(state_dir: Any, user: str, password: str) -> None:
     """Add a user who may open the virtual host "/" and do nothing there."""
-    script = (
-        f'. "{state_dir}/env" && rabbitmqctl add_user "$1" "$2" --quiet && '
-        "rabbitmqctl set_permissions -p / \"$1\" '' '' '' --quiet"
-    )
-    result = subprocess.run(
-        ["bash", "-c", script, "rabbitmqctl", user, password],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    run_rabbitmqctl(state_dir, "add_user", user, password)
+    run_rabbitmqctl(state_dir, "set_permissions", "-p", "/", user, "", "", "")
 
 
 def test_missing_permission_raises_access_refused(
