@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from . import _envelope
 from ._delivery import AckPolicy, RecentIds, check_ack_policy
-from ._dispatcher import AccessPolicy, Dispatcher, Handler, HandlerKind
+from ._dispatcher import AccessPolicy, Dispatcher, Handler
 from ._envelope import Cancel, MalformedMessage, Request
 from ._errors import InvalidTarget, NoSuchMethod, TransportClosed, UnsupportedVersion
 from ._execution import CUT_OFF_REPLY_SECONDS, RequestExecution
@@ -34,9 +34,6 @@ logger = logging.getLogger("leveret.server")
 DEFAULT_MAX_WORKERS = 64  # threads that run sync endpoint methods
 DEFAULT_GRACE_PERIOD = 30.0  # seconds stop() waits for requests in progress
 
-# Methods that hold a pool thread from start to end when not streamed.
-_POOL_KINDS = frozenset({HandlerKind.SYNC, HandlerKind.SYNC_GENERATOR})
-
 
 class AsyncRPCServer(AsyncService):
     """Serve the public methods of *endpoints* to the clients of *target*.
@@ -51,9 +48,8 @@ class AsyncRPCServer(AsyncService):
     :param prefetch: messages the broker may deliver before they are settled;
         None takes the transport's (the ``prefetch`` URL option, default 64).
     :param ack_policy: ``"before"`` acknowledges a request before its method
-        runs (at most once), a sync method's once a worker thread is free for
-        it; ``"after"`` once it returned (at least once). An endpoint object's
-        own ``ack_policy`` attribute overrides it.
+        runs (at most once), ``"after"`` once it returned (at least once). An
+        endpoint object's own ``ack_policy`` attribute overrides it.
     :param max_redeliveries: a request redelivered more often is dropped
         (or dead-lettered) with an ERROR log.
     """
@@ -96,9 +92,6 @@ class AsyncRPCServer(AsyncService):
         self._recent_ids = RecentIds()
         self._redeliveries = RedeliveryCounter(max_redeliveries)
         self._pool = WorkerPool(max_workers, f"leveret-{target.topic}")
-        # One per pool thread: with ack_policy "before", a request for a
-        # plain method is acknowledged only once it has taken one.
-        self._free_workers = asyncio.Semaphore(max_workers)
         self._execution = RequestExecution(
             transport, self.server_name, self._pool, max_message_bytes
         )
@@ -274,51 +267,20 @@ class AsyncRPCServer(AsyncService):
     ) -> None:
         endpoint = getattr(handler.function, "__self__", None)
         policy = getattr(endpoint, "ack_policy", None) or self.ack_policy
-        if policy == "after":
-            await self._run_then_ack(message, request, handler)
-        elif handler.kind in _POOL_KINDS and not request.stream:
-            await self._ack_when_worker_free(message, request, handler)
-        else:
-            await self._ack_then_run(message, request, handler)
-
-    async def _ack_when_worker_free(
-        self, message: IncomingMessage, request: Request, handler: Handler
-    ) -> None:
-        """Acknowledge and run a plain method's request once a thread is free.
-
-        Until then the request stays unacknowledged, so prefetch bounds how
-        many wait here, and the broker gives them to another server if this
-        one stops or dies first.
-        """
-        try:
-            await self._free_workers.acquire()
-        except asyncio.CancelledError:  # stop() passed its grace period
-            await message.reject(requeue=True)
-            raise
-        try:
-            if self._stopping:
-                # stop() began while this request waited: another server runs it.
-                await message.reject(requeue=True)
-                return
-            await self._ack_then_run(message, request, handler)
-        finally:
-            self._free_workers.release()
-
-    async def _ack_then_run(
-        self, message: IncomingMessage, request: Request, handler: Handler
-    ) -> None:
-        await message.ack()
-        try:
-            await self._execution.run(handler, request)
-        except asyncio.CancelledError:
-            # Stopped after the grace period, and acknowledged, so no other
-            # server takes it: the caller hears of it now.
-            await self._execution.reply_cut_off(request)
-            raise
-
-    async def _run_then_ack(
-        self, message: IncomingMessage, request: Request, handler: Handler
-    ) -> None:
+        if policy == "before":
+            # NOTE: acknowledged on arrival, so prefetch does not bound the
+            # requests that wait here for a pool worker. Holding them
+            # unacknowledged instead lets a dropped connection run them
+            # twice (docs/rabbitmq.md).
+            await message.ack()
+            try:
+                await self._execution.run(handler, request)
+            except asyncio.CancelledError:
+                # Stopped after the grace period, and acknowledged, so no other
+                # server takes it: the caller hears of it now.
+                await self._execution.reply_cut_off(request)
+                raise
+            return
         try:
             await self._execution.run(handler, request)
         except asyncio.CancelledError:

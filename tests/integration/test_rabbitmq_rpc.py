@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from broker_api import WAIT_SECONDS, Api, new_topic, rabbitmqctl, wait_until
+from broker_api import WAIT_SECONDS, Api, new_topic, wait_until
 
 import leveret
 
@@ -542,50 +542,5 @@ def test_ack_after_requeues_cut_off_call(
             )
             with second:
                 assert pending.result(WAIT_SECONDS) == "second server"
-    finally:
-        blocking.release.set()
-
-
-def _settled_counts(broker: Any, queue: str) -> tuple[int, int] | None:
-    """Return the queue's ready and unacknowledged message counts."""
-    columns = ("name", "messages_ready", "messages_unacknowledged")
-    for row in rabbitmqctl(broker.state_dir, "list_queues", *columns):
-        if row["name"] == queue:
-            return row["messages_ready"], row["messages_unacknowledged"]
-    return None
-
-
-def test_backlog_waits_unacknowledged(
-    own_broker: Any, make_transport: Callable[[str], leveret.Transport]
-) -> None:
-    transport = make_transport(own_broker.url)
-    topic = new_topic()
-    blocking = Blocking()
-    first = leveret.RPCServer(
-        transport,
-        leveret.Target(topic, server="s1"),
-        [blocking],
-        max_workers=1,
-        grace_period=0.2,
-    )
-    first.start()
-    try:
-        with concurrent.futures.ThreadPoolExecutor(3) as pool:
-            running = _call_in_thread(pool, transport, topic)
-            assert blocking.started.wait(WAIT_SECONDS)
-            waiting = [_call_in_thread(pool, transport, topic) for _ in range(2)]
-            # Both delivered to the busy server, and held there unacknowledged.
-            assert wait_until(lambda: _settled_counts(own_broker, topic) == (0, 2))
-
-            first.stop()
-            with pytest.raises(leveret.MessagingTimeout, match="stopped before"):
-                running.result(WAIT_SECONDS)
-            # Back in the queue, not lost with the first server.
-            second = leveret.RPCServer(
-                transport, leveret.Target(topic, server="s2"), [Finisher()]
-            )
-            with second:
-                results = [call.result(WAIT_SECONDS) for call in waiting]
-            assert results == ["second server", "second server"]
     finally:
         blocking.release.set()

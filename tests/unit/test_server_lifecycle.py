@@ -166,47 +166,6 @@ def test_stop_cancels_after_grace(api: Api) -> None:
             pending.result(WAIT_SECONDS)
 
 
-class Recorder:
-    """Counts its casts; the first ``held`` of them block until released."""
-
-    def __init__(self, held: int = 0) -> None:
-        self.held = held
-        self.started = threading.Event()
-        self.release = threading.Event()
-        self.count = 0
-        self._lock = threading.Lock()
-
-    def hold(self) -> None:
-        with self._lock:
-            self.count += 1
-            number = self.count
-        if number <= self.held:
-            self.started.set()
-            self.release.wait(WAIT_SECONDS)
-
-
-def test_stop_requeues_casts_waiting_for_worker(api: Api) -> None:
-    first = Recorder(held=1)
-    server = api.serve([first], max_workers=1, grace_period=0.1)
-    client = api.client()
-    try:
-        api.cast(client, "hold")
-        assert first.started.wait(WAIT_SECONDS)
-        api.cast(client, "hold")
-        api.cast(client, "hold")
-        # Started after both casts reached the first server, which keeps the
-        # topic's queue (on memory:// it goes with its last consumer).
-        second = Recorder()
-        api.serve([second], server="server-2")
-        api.stop(server)
-
-        # The two casts that waited for the busy worker were not lost.
-        assert wait_until(lambda: second.count == 2)
-        assert first.count == 1
-    finally:
-        first.release.set()
-
-
 def test_sync_methods_bounded_pool(api: Api) -> None:
     worker = Worker()
     api.serve([worker], max_workers=2)
