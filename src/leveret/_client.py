@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Collection, Mapping
 from typing import Any, Self
 
@@ -48,8 +49,10 @@ class _ClientConfig:
             raise InvalidTarget("a client's target needs a topic")
         if isinstance(timeout, bool) or not isinstance(timeout, int | float):
             raise ConfigurationError(f"invalid timeout {timeout!r}: expected seconds")
-        if not timeout > 0:
-            raise ConfigurationError(f"invalid timeout {timeout!r}: must be above 0 s")
+        if not 0 < timeout < math.inf:
+            raise ConfigurationError(
+                f"invalid timeout {timeout!r}: must be a finite number above 0 s"
+            )
         self.transport = transport
         self.target = target
         self.timeout = float(timeout)

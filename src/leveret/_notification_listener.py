@@ -25,6 +25,7 @@ import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from ._delivery import check_consumer_options
 from ._envelope import MalformedMessage
 from ._errors import InvalidTarget, TransportClosed
 from ._lifecycle import AsyncService, BlockingService
@@ -75,16 +76,7 @@ def _check_options(
 ) -> None:
     if pool is not None and (not isinstance(pool, str) or not pool):
         raise InvalidTarget(f"invalid pool {pool!r}: expected non-empty text or None")
-    if max_workers < 1:
-        raise InvalidTarget(f"invalid max_workers {max_workers}: must be 1 or more")
-    if isinstance(max_redeliveries, bool) or max_redeliveries < 0:
-        raise InvalidTarget(
-            f"invalid max_redeliveries {max_redeliveries!r}: must be 0 or more"
-        )
-    if grace_period < 0:
-        raise InvalidTarget(f"invalid grace_period {grace_period}: must be >= 0 s")
-    if prefetch < 1:
-        raise InvalidTarget(f"invalid prefetch {prefetch}: must be 1 or more")
+    check_consumer_options(max_workers, max_redeliveries, grace_period, prefetch)
 
 
 def message_key(notification: Notification, body: bytes) -> str:

@@ -16,7 +16,12 @@ import threading
 from collections.abc import Sequence
 
 from . import _envelope
-from ._delivery import AckPolicy, RecentIds, check_ack_policy
+from ._delivery import (
+    AckPolicy,
+    RecentIds,
+    check_ack_policy,
+    check_consumer_options,
+)
 from ._dispatcher import AccessPolicy, Dispatcher, Handler
 from ._envelope import Cancel, MalformedMessage, Request
 from ._errors import InvalidTarget, NoSuchMethod, TransportClosed, UnsupportedVersion
@@ -72,17 +77,14 @@ class AsyncRPCServer(AsyncService):
             raise InvalidTarget(f"a server's target needs a topic, got {target!r}")
         if target.fanout:
             raise InvalidTarget("a server's target cannot be fanout; it always is")
-        if max_workers < 1:
-            raise InvalidTarget(f"invalid max_workers {max_workers}: must be 1 or more")
-        if grace_period < 0:
-            raise InvalidTarget(f"invalid grace_period {grace_period}: must be >= 0 s")
+        self.prefetch = transport.default_prefetch if prefetch is None else prefetch
+        check_consumer_options(
+            max_workers, max_redeliveries, grace_period, self.prefetch
+        )
         self.transport = transport
         self.target = target
         self.server_name = target.server or socket.gethostname()
         self.grace_period = grace_period
-        self.prefetch = transport.default_prefetch if prefetch is None else prefetch
-        if self.prefetch < 1:
-            raise InvalidTarget(f"invalid prefetch {prefetch}: must be 1 or more")
         self.ack_policy = check_ack_policy(ack_policy, "the server")
         for endpoint in endpoints:
             policy = getattr(endpoint, "ack_policy", None)

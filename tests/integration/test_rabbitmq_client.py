@@ -113,6 +113,17 @@ def test_non_ascii_text_round_trips(api: Api) -> None:
     assert wait_until(lambda: service.received == [text])
 
 
+def test_call_timeout_past_ttl_limit(
+    amqp_url: str, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    transport = make_transport(amqp_url)
+    topic = new_topic()
+    with leveret.RPCServer(transport, leveret.Target(topic, server="s1"), [Service()]):
+        # About 32 years: RabbitMQ rejects a per-message TTL that long.
+        client = leveret.RPCClient(transport, leveret.Target(topic), timeout=1e9)
+        assert client.call("echo", value=1) == 1
+
+
 # A broker under a resource alarm.
 
 

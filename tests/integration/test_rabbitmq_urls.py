@@ -189,6 +189,14 @@ def test_bad_option_raises(query: str) -> None:
         leveret.get_transport(f"amqp://guest:guest@127.0.0.1:5672/?{query}")
 
 
+def test_unknown_option_lists_options() -> None:
+    with pytest.raises(leveret.ConfigurationError) as caught:
+        leveret.get_transport("amqp://guest:guest@127.0.0.1:5672/?prefech=8")
+
+    assert "'prefech'" in str(caught.value)
+    assert "prefetch" in str(caught.value).split("options are:")[1]
+
+
 @pytest.mark.parametrize(
     "url",
     [

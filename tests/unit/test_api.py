@@ -187,7 +187,7 @@ def test_client_target_needs_topic(transport: leveret.Transport) -> None:
         leveret.RPCClient(transport, leveret.Target(server="s1"))
 
 
-@pytest.mark.parametrize("timeout", [0, -1.0, True, "5"])
+@pytest.mark.parametrize("timeout", [0, -1.0, True, "5", float("inf"), float("nan")])
 def test_client_bad_timeout_rejected(
     transport: leveret.Transport, timeout: object
 ) -> None:

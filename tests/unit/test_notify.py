@@ -1195,7 +1195,14 @@ def test_invalid_targets(sync_api: SyncDriver, targets: list[leveret.Target]) ->
 
 @pytest.mark.parametrize(
     "options",
-    [{"pool": ""}, {"max_workers": 0}, {"max_redeliveries": -1}, {"prefetch": 0}],
+    [
+        {"pool": ""},
+        {"max_workers": 0},
+        {"max_redeliveries": -1},
+        {"prefetch": 0},
+        {"prefetch": 70_000},
+        {"grace_period": float("nan")},
+    ],
 )
 def test_invalid_options(sync_api: SyncDriver, options: dict[str, Any]) -> None:
     with pytest.raises(leveret.InvalidTarget):

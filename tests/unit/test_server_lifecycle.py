@@ -200,6 +200,23 @@ def test_bad_max_workers_rejected(
         )
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"prefetch": 0},
+        {"prefetch": 70_000},
+        {"max_redeliveries": -1},
+        {"grace_period": -1.0},
+        {"grace_period": float("nan")},
+    ],
+)
+def test_bad_server_options_rejected(
+    transport: leveret.Transport, options: dict[str, Any]
+) -> None:
+    with pytest.raises(leveret.InvalidTarget, match=next(iter(options))):
+        leveret.RPCServer(transport, leveret.Target(topic=TOPIC), [Worker()], **options)
+
+
 def test_async_client_other_loop(url: str) -> None:
     api = SyncApi(leveret.get_transport(url))
     try:

@@ -37,11 +37,11 @@ from collections.abc import Sequence
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from .._errors import ConfigurationError
+from .base import MAX_PREFETCH
 
 DEFAULT_HEARTBEAT = 60  # seconds
 DEFAULT_CONNECTION_TIMEOUT = 10.0  # seconds
 DEFAULT_PREFETCH = 64  # messages
-MAX_PREFETCH = 65535  # the largest prefetch count AMQP can carry
 _DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -174,6 +174,16 @@ def _number(name: str, text: str, kind: type[int] | type[float]) -> float:
     return value
 
 
+_NUMBER_OPTIONS = ("heartbeat", "prefetch", "connection_timeout")
+_BOOLEAN_OPTIONS = (
+    "quorum_queues",
+    "durable_exchange",
+    "ssl_verify_hostname",
+    "own_loop",
+)
+_TEXT_OPTIONS = ("exchange", "ssl_ca_file", "ssl_cert_file", "ssl_key_file")
+
+
 def _options(query: str) -> dict[str, object]:
     parsed: dict[str, object] = {}
     for name, text in parse_qsl(query, keep_blank_values=True):
@@ -193,19 +203,16 @@ def _options(query: str) -> dict[str, object]:
                     f"invalid connection_timeout {text!r}: must be above 0 s"
                 )
             parsed[name] = seconds
-        elif name in (
-            "quorum_queues",
-            "durable_exchange",
-            "ssl_verify_hostname",
-            "own_loop",
-        ):
+        elif name in _BOOLEAN_OPTIONS:
             parsed[name] = _bool(name, text)
-        elif name in ("exchange", "ssl_ca_file", "ssl_cert_file", "ssl_key_file"):
+        elif name in _TEXT_OPTIONS:
             parsed[name] = text
         else:
+            known = ", ".join(
+                sorted(_NUMBER_OPTIONS + _BOOLEAN_OPTIONS + _TEXT_OPTIONS)
+            )
             raise ConfigurationError(
-                f"unknown RabbitMQ URL option {name!r}; see the options in "
-                "leveret.transports._amqp_url"
+                f"unknown RabbitMQ URL option {name!r}; the options are: {known}"
             )
     return parsed
 

@@ -43,6 +43,7 @@ __all__ = [
 
 DEFAULT_EXCHANGE = "openstack"
 DEFAULT_PREFETCH = 64  # messages
+MAX_PREFETCH = 65535  # the largest prefetch count AMQP can carry
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds Transport.connect waits
 # Seconds a reply may wait for the broker (e.g. during a reconnect) before it
 # is dropped; the caller's own deadline has usually passed by then.
