@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Collection, Mapping
 from typing import Any, Self
 
 from . import _envelope
+from ._checks import check_seconds
 from ._context import RequestContext, get_context
-from ._errors import ConfigurationError, InvalidTarget, MessagingTimeout
+from ._errors import InvalidTarget, MessagingTimeout
 from ._remote_errors import deserialize_failure
 from ._stream import AsyncReplyStream, ReplyStream, StreamRequest
 from ._target import Target
@@ -47,15 +47,9 @@ class _ClientConfig:
             raise InvalidTarget(f"target must be a leveret.Target, not {target!r}")
         if target.topic is None:
             raise InvalidTarget("a client's target needs a topic")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-            raise ConfigurationError(f"invalid timeout {timeout!r}: expected seconds")
-        if not 0 < timeout < math.inf:
-            raise ConfigurationError(
-                f"invalid timeout {timeout!r}: must be a finite number above 0 s"
-            )
+        self.timeout = check_seconds("timeout", timeout)
         self.transport = transport
         self.target = target
-        self.timeout = float(timeout)
         self.allowed_remote_exmods = tuple(allowed_remote_exmods)
         self.context = context
         self.max_message_bytes = max_message_bytes

@@ -19,10 +19,9 @@ from __future__ import annotations
 import collections
 from typing import Literal
 
-from ._errors import ConfigurationError, InvalidTarget
-from .transports.base import MAX_PREFETCH
+from ._errors import ConfigurationError
 
-__all__ = ["AckPolicy", "RecentIds", "check_ack_policy", "check_consumer_options"]
+__all__ = ["AckPolicy", "RecentIds", "check_ack_policy"]
 
 AckPolicy = Literal["before", "after"]
 ACK_POLICIES = ("before", "after")
@@ -35,22 +34,6 @@ def check_ack_policy(policy: str, where: str) -> AckPolicy:
             f"invalid ack_policy {policy!r} on {where}: use 'before' or 'after'"
         )
     return policy  # type: ignore[return-value]
-
-
-def check_consumer_options(
-    max_workers: int, max_redeliveries: int, grace_period: float, prefetch: int
-) -> None:
-    """Raise InvalidTarget for a server or listener option out of range."""
-    if max_workers < 1:
-        raise InvalidTarget(f"invalid max_workers {max_workers}: must be 1 or more")
-    if isinstance(max_redeliveries, bool) or max_redeliveries < 0:
-        raise InvalidTarget(
-            f"invalid max_redeliveries {max_redeliveries!r}: must be 0 or more"
-        )
-    if not grace_period >= 0:
-        raise InvalidTarget(f"invalid grace_period {grace_period}: must be >= 0 s")
-    if not 1 <= prefetch <= MAX_PREFETCH:
-        raise InvalidTarget(f"invalid prefetch {prefetch}: must be 1 to {MAX_PREFETCH}")
 
 
 class RecentIds:

@@ -121,19 +121,22 @@ class Dispatcher:
             requested = parse_version(version)
         except ConfigurationError:
             raise UnsupportedVersion(version, method) from None
-        version_mismatch = False
+        # As oslo.messaging decides: NoSuchMethod when some endpoint of the
+        # namespace serves the version but not the method, else (no such
+        # namespace, or no compatible version) UnsupportedVersion.
+        compatible_found = False
         for endpoint in self._endpoints:
             if endpoint.namespace != namespace:
                 continue
-            bound = self._callable(endpoint.obj, method)
-            if bound is None:
+            if not _is_compatible(endpoint.version, requested):
                 continue
-            if _is_compatible(endpoint.version, requested):
+            bound = self._callable(endpoint.obj, method)
+            if bound is not None:
                 return bound
-            version_mismatch = True
-        if version_mismatch:
-            raise UnsupportedVersion(version, method)
-        raise NoSuchMethod(method)
+            compatible_found = True
+        if compatible_found:
+            raise NoSuchMethod(method)
+        raise UnsupportedVersion(version, method)
 
     def _callable(self, obj: object, name: str) -> Callable[..., Any] | None:
         if name.startswith("_") or name == "target":

@@ -247,13 +247,20 @@ class RequestExecution:
                 yield item
         elif kind is HandlerKind.SYNC_GENERATOR:
             iterator = await self._in_pool(context, _call_kwargs, function, kwargs)
+            cancelled = False
             try:
                 while (
                     item := await self._in_pool(context, _next_item, iterator)
                 ) is not _EXHAUSTED:
                     yield item
+            except asyncio.CancelledError:
+                # A pool thread may still run the generator's step, and
+                # close() would raise "generator already executing" there.
+                cancelled = True
+                raise
             finally:
-                await self._in_pool(context, iterator.close)
+                if not cancelled:
+                    await self._in_pool(context, iterator.close)
         else:
             yield await self._result(handler, request, context)
 

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from ._delivery import check_consumer_options
+from ._checks import check_consumer_options
 from ._envelope import MalformedMessage
 from ._errors import InvalidTarget, TransportClosed
 from ._lifecycle import AsyncService, BlockingService

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
+from ._checks import check_seconds
 from ._errors import (
     AccessRefused,
     ConfigurationError,
@@ -42,13 +43,6 @@ RETRY_DELAY_FIRST = 0.5  # seconds before the first retry
 RETRY_DELAY_MAX = 5.0  # seconds between two attempts, at most
 
 
-def _check_seconds(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigurationError(f"invalid {name} {value!r}: expected seconds")
-    if not value > 0:
-        raise ConfigurationError(f"invalid {name} {value!r}: must be above 0 s")
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How often and how long a notifier tries to publish one notification."""
@@ -66,8 +60,8 @@ class RetryPolicy:
                 f"invalid retry {retry!r}: expected None (retry until the "
                 "timeout), 0 (no retry) or a number of retries"
             )
-        _check_seconds("timeout", self.timeout)
-        _check_seconds("attempt_timeout", self.attempt_timeout)
+        check_seconds("timeout", self.timeout)
+        check_seconds("attempt_timeout", self.attempt_timeout)
 
     @property
     def max_retries(self) -> int | None:

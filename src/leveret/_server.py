@@ -16,12 +16,8 @@ import threading
 from collections.abc import Sequence
 
 from . import _envelope
-from ._delivery import (
-    AckPolicy,
-    RecentIds,
-    check_ack_policy,
-    check_consumer_options,
-)
+from ._checks import check_consumer_options
+from ._delivery import AckPolicy, RecentIds, check_ack_policy
 from ._dispatcher import AccessPolicy, Dispatcher, Handler
 from ._envelope import Cancel, MalformedMessage, Request
 from ._errors import InvalidTarget, NoSuchMethod, TransportClosed, UnsupportedVersion

@@ -142,6 +142,23 @@ def test_newer_version_is_remote_error(client: Any) -> None:
     assert caught.value.exc_type == "UnsupportedVersion"
 
 
+@pytest.mark.parametrize(
+    ("namespace", "version", "method", "error"),
+    [
+        ("unserved", "1.0", "describe", "UnsupportedVersion"),
+        ("inventory", "1.0", "missing", "NoSuchMethod"),
+        (None, "1.0", "missing", "NoSuchMethod"),
+        (None, "9.0", "missing", "UnsupportedVersion"),
+    ],
+)
+def test_lookup_errors_match(
+    client: Any, namespace: str | None, version: str, method: str, error: str
+) -> None:
+    with pytest.raises(om.RemoteError) as caught:
+        client.prepare(namespace=namespace, version=version).call({}, method)
+    assert caught.value.exc_type == error
+
+
 def test_allowed_exception_keeps_type(client: Any) -> None:
     with pytest.raises(interop_exceptions.QuotaExceeded) as caught:
         client.call({}, "exceed_quota", resource="disk", limit=3)

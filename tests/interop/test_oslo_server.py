@@ -131,6 +131,26 @@ def test_newer_version_raises_unsupported(client: leveret.RPCClient) -> None:
     assert caught.value.method == "describe"
 
 
+@pytest.mark.parametrize(
+    ("namespace", "version", "method", "error"),
+    [
+        ("unserved", "1.0", "describe", leveret.UnsupportedVersion),
+        ("inventory", "1.0", "missing", leveret.NoSuchMethod),
+        (None, "1.0", "missing", leveret.NoSuchMethod),
+        (None, "9.0", "missing", leveret.UnsupportedVersion),
+    ],
+)
+def test_lookup_errors_match(
+    client: leveret.RPCClient,
+    namespace: str | None,
+    version: str,
+    method: str,
+    error: type,
+) -> None:
+    with pytest.raises(error):
+        client.prepare(namespace=namespace, version=version).call(method)
+
+
 def test_allowed_exception_keeps_type(client: leveret.RPCClient) -> None:
     with pytest.raises(interop_exceptions.QuotaExceeded) as caught:
         client.call("exceed_quota", resource="disk", limit=3)

@@ -187,12 +187,22 @@ def test_client_target_needs_topic(transport: leveret.Transport) -> None:
         leveret.RPCClient(transport, leveret.Target(server="s1"))
 
 
-@pytest.mark.parametrize("timeout", [0, -1.0, True, "5", float("inf"), float("nan")])
+@pytest.mark.parametrize(
+    "timeout", [0, -1.0, True, "5", float("inf"), float("nan"), 10**400]
+)
 def test_client_bad_timeout_rejected(
     transport: leveret.Transport, timeout: object
 ) -> None:
     with pytest.raises(leveret.ConfigurationError, match="invalid timeout"):
         leveret.RPCClient(transport, leveret.Target(topic="a"), timeout=timeout)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("timeout", [0, float("nan"), float("inf"), "3"])
+def test_connect_bad_timeout_rejected(
+    transport: leveret.Transport, timeout: object
+) -> None:
+    with pytest.raises(leveret.ConfigurationError, match="invalid timeout"):
+        transport.connect(timeout)  # type: ignore[arg-type]
 
 
 def test_server_target_needs_topic(transport: leveret.Transport) -> None:

@@ -150,10 +150,10 @@ def test_no_such_method_raised_promptly(api: Api) -> None:
     assert str(caught.value) == "endpoint does not support RPC method missing"
 
 
-def test_unknown_namespace_is_no_such_method(api: Api) -> None:
+def test_unknown_namespace_is_unsupported_version(api: Api) -> None:
     api.serve([Versioned(), NoTarget()])
     client = api.client().prepare(namespace="other")
-    with pytest.raises(leveret.NoSuchMethod):
+    with pytest.raises(leveret.UnsupportedVersion):
         api.call(client, "which")
 
 

@@ -473,7 +473,9 @@ def test_too_large(api: Driver) -> None:
         {"retry": -2},
         {"retry": 1.5},
         {"timeout": 0},
+        {"timeout": float("inf")},
         {"attempt_timeout": -1},
+        {"attempt_timeout": float("inf")},
         {"publisher_id": 5},
     ],
 )
@@ -1201,6 +1203,8 @@ def test_invalid_targets(sync_api: SyncDriver, targets: list[leveret.Target]) ->
         {"max_redeliveries": -1},
         {"prefetch": 0},
         {"prefetch": 70_000},
+        {"prefetch": 1.5},
+        {"max_redeliveries": float("nan")},
         {"grace_period": float("nan")},
     ],
 )

@@ -208,6 +208,12 @@ def test_bad_max_workers_rejected(
         {"max_redeliveries": -1},
         {"grace_period": -1.0},
         {"grace_period": float("nan")},
+        {"grace_period": "3"},
+        {"prefetch": 1.5},
+        {"max_redeliveries": float("inf")},
+        {"max_redeliveries": 1.5},
+        {"max_workers": "4"},
+        {"max_workers": True},
     ],
 )
 def test_bad_server_options_rejected(

@@ -320,3 +320,40 @@ def test_async_generator_cut_off_by_stop_reports_timeout(
     for error in errors:
         assert isinstance(error, leveret.MessagingTimeout), repr(error)
         assert "stopped before one_per_second" in str(error)
+
+
+class Slow:
+    """Generators whose steps outlast the server's grace period."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+
+    def ticks(self, n: int) -> Iterator[int]:
+        for number in range(n):
+            self.started.set()
+            time.sleep(0.5)
+            yield number
+
+    async def ticks_async(self, n: int) -> AsyncIterator[int]:
+        for number in range(n):
+            self.started.set()
+            await asyncio.sleep(0.5)
+            yield number
+
+
+@pytest.mark.parametrize("method", ["ticks", "ticks_async"])
+def test_stream_cut_off_by_stop(api: Api, method: str) -> None:
+    slow = Slow()
+    server = api.serve([slow], grace_period=0.2)
+    stopper = threading.Thread(
+        target=lambda: slow.started.wait(WAIT_SECONDS) and api.stop(server)
+    )
+    stopper.start()
+    try:
+        items, error = api.stream(api.client(), method, n=100)
+    finally:
+        stopper.join(WAIT_SECONDS)
+    # Stopped in the middle of the first step.
+    assert items == []
+    assert isinstance(error, leveret.MessagingTimeout), repr(error)
+    assert f"stopped before {method}" in str(error)

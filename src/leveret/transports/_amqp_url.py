@@ -36,8 +36,8 @@ import ssl
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from .._checks import MAX_PREFETCH
 from .._errors import ConfigurationError
-from .base import MAX_PREFETCH
 
 DEFAULT_HEARTBEAT = 60  # seconds
 DEFAULT_CONNECTION_TIMEOUT = 10.0  # seconds

@@ -28,6 +28,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from .._checks import check_seconds
 from .._errors import ConnectionLost, TransportClosed
 from .._loop import LoopBinding
 from .._replies import ReplyRouter
@@ -43,7 +44,6 @@ __all__ = [
 
 DEFAULT_EXCHANGE = "openstack"
 DEFAULT_PREFETCH = 64  # messages
-MAX_PREFETCH = 65535  # the largest prefetch count AMQP can carry
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds Transport.connect waits
 # Seconds a reply may wait for the broker (e.g. during a reconnect) before it
 # is dropped; the caller's own deadline has usually passed by then.
@@ -202,7 +202,9 @@ class Transport(abc.ABC):
 
     def connect(self, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> None:
         """Wait until connected, or raise ConnectionLost after *timeout* seconds."""
-        self.binding.run_blocking(self._connect_within(timeout))
+        self.binding.run_blocking(
+            self._connect_within(check_seconds("timeout", timeout))
+        )
 
     async def _connect_within(self, seconds: float) -> None:
         try:
