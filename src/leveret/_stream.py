@@ -62,6 +62,9 @@ class AsyncReplyStream:
         self._done = False
         self._server: str | None = None
         self._kept_result: Any = None
+        # The cancel sent after a missed deadline, kept so that it is not
+        # garbage collected while it runs.
+        self._cancelling: asyncio.Task[None] | None = None
 
     def __aiter__(self) -> Self:
         return self
@@ -110,6 +113,9 @@ class AsyncReplyStream:
             self._done = True
             return
         self._finish()
+        await self._send_cancel()
+
+    async def _send_cancel(self) -> None:
         request = self._request
         if self._server is not None:
             address = dataclasses.replace(request.address, server=self._server)
@@ -157,7 +163,12 @@ class AsyncReplyStream:
             async with asyncio.timeout(self._request.timeout):
                 reply = await self._queue.get()
         except TimeoutError:
-            await self.close_on_loop()
+            # The caller hears of its deadline now; the cancel, which may
+            # wait for an unreachable broker, goes out in the background.
+            self._finish()
+            self._cancelling = asyncio.get_running_loop().create_task(
+                self._send_cancel()
+            )
             raise self._timeout_error("next item") from None
         if isinstance(reply, BaseException):
             self._finish()

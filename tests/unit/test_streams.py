@@ -133,6 +133,34 @@ def test_stream_item_deadline(api: Api) -> None:
     assert "next item" in str(error)
 
 
+def test_stream_deadline_not_held_by_cancel(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generators = Generators()
+    api.serve([generators])
+    send = api.transport.send
+
+    async def slow_cancel(address: Any, body: bytes, **options: Any) -> None:
+        if b"_leveret_cancel" in body:
+            # A broker that does not take the cancel: it waits out its bound.
+            await asyncio.sleep(WAIT_SECONDS)
+        await send(address, body, **options)
+
+    monkeypatch.setattr(api.transport, "send", slow_cancel)
+    timeout = 1.0
+    started = time.monotonic()
+    try:
+        items, error = api.stream(api.client(timeout=timeout), "one_then_stall")
+    finally:
+        generators.release.set()
+    elapsed = time.monotonic() - started
+
+    assert items == ["first"]
+    assert isinstance(error, leveret.MessagingTimeout)
+    # Without the cancel in the background it would take twice the timeout.
+    assert elapsed < timeout * 1.6
+
+
 @pytest.mark.parametrize("value", [5, None, [1, 2]])
 def test_stream_plain_method_one_item(api: Api, value: Any) -> None:
     api.serve([Generators()])
