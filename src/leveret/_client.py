@@ -16,7 +16,7 @@ from typing import Any, Self
 from . import _envelope
 from ._checks import check_seconds
 from ._context import RequestContext, get_context
-from ._errors import InvalidTarget, MessagingTimeout
+from ._errors import ConfigurationError, InvalidTarget, MessagingTimeout
 from ._remote_errors import deserialize_failure
 from ._stream import AsyncReplyStream, ReplyStream, StreamRequest
 from ._target import Target
@@ -31,6 +31,17 @@ DEFAULT_TIMEOUT = 60.0  # seconds a call waits for its reply
 _UNSET: Any = object()
 
 
+def _as_context(context: object) -> RequestContext | None:
+    """Return *context* as a RequestContext; a mapping is read as its dict."""
+    if context is None or isinstance(context, RequestContext):
+        return context
+    if isinstance(context, Mapping):
+        return RequestContext.from_dict(context)
+    raise ConfigurationError(
+        f"invalid context {context!r}: expected a leveret.RequestContext or a dict"
+    )
+
+
 class _ClientConfig:
     """Settings shared by a client and its ``prepare`` copies; builds requests."""
 
@@ -40,7 +51,7 @@ class _ClientConfig:
         target: Target,
         timeout: float,
         allowed_remote_exmods: Collection[str],
-        context: RequestContext | None,
+        context: RequestContext | Mapping[str, Any] | None,
         max_message_bytes: int,
     ) -> None:
         if not isinstance(target, Target):
@@ -48,10 +59,22 @@ class _ClientConfig:
         if target.topic is None:
             raise InvalidTarget("a client's target needs a topic")
         self.timeout = check_seconds("timeout", timeout)
+        if isinstance(allowed_remote_exmods, str):
+            raise ConfigurationError(
+                f"invalid allowed_remote_exmods {allowed_remote_exmods!r}: "
+                "expected a list of module names"
+            )
+        if isinstance(max_message_bytes, bool) or not (
+            isinstance(max_message_bytes, int) and max_message_bytes > 0
+        ):
+            raise ConfigurationError(
+                f"invalid max_message_bytes {max_message_bytes!r}: "
+                "expected a whole number above 0"
+            )
         self.transport = transport
         self.target = target
         self.allowed_remote_exmods = tuple(allowed_remote_exmods)
-        self.context = context
+        self.context = _as_context(context)
         self.max_message_bytes = max_message_bytes
         self.address = Address(
             exchange=target.exchange or transport.default_exchange,
@@ -229,7 +252,8 @@ class _ClientBase:
         each item, before raising :class:`~leveret.MessagingTimeout`.
     :param allowed_remote_exmods: modules whose exceptions are re-raised as
         themselves; others arrive as :class:`~leveret.RemoteError`.
-    :param context: sent with every request instead of the bound context.
+    :param context: sent with every request instead of the bound context; a
+        dict is read as an oslo.context dict (RequestContext.from_dict).
     :param max_message_bytes: larger requests raise
         :class:`~leveret.MessageTooLarge` before anything is sent.
     """
@@ -241,7 +265,7 @@ class _ClientBase:
         timeout: float = DEFAULT_TIMEOUT,
         *,
         allowed_remote_exmods: Collection[str] = (),
-        context: RequestContext | None = None,
+        context: RequestContext | Mapping[str, Any] | None = None,
         max_message_bytes: int = _envelope.DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self._config = _ClientConfig(
@@ -275,7 +299,7 @@ class _ClientBase:
         timeout: float = _UNSET,
         version: str | None = _UNSET,
         namespace: str | None = _UNSET,
-        context: RequestContext | None = _UNSET,
+        context: RequestContext | Mapping[str, Any] | None = _UNSET,
     ) -> Self:
         """Return a client with the given fields overridden."""
         changes = {

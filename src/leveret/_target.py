@@ -50,6 +50,10 @@ class Target:
                 raise InvalidTarget(
                     f"invalid {name} {value!r}: expected non-empty text"
                 )
+        if not isinstance(self.fanout, bool):
+            raise InvalidTarget(
+                f"invalid fanout {self.fanout!r}: expected True or False"
+            )
         if self.version is not None:
             parse_version(self.version)
 

@@ -205,6 +205,27 @@ def test_connect_bad_timeout_rejected(
         transport.connect(timeout)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_message_bytes": 0},
+        {"max_message_bytes": 1.5},
+        {"allowed_remote_exmods": "my.errors"},
+    ],
+)
+def test_client_bad_options_rejected(
+    transport: leveret.Transport, options: dict[str, object]
+) -> None:
+    with pytest.raises(leveret.ConfigurationError, match=next(iter(options))):
+        leveret.RPCClient(transport, leveret.Target(topic="a"), **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fanout", ["yes", 0, None])
+def test_target_fanout_not_bool_rejected(fanout: object) -> None:
+    with pytest.raises(leveret.InvalidTarget, match="fanout"):
+        leveret.Target(topic="a", fanout=fanout)  # type: ignore[arg-type]
+
+
 def test_server_target_needs_topic(transport: leveret.Transport) -> None:
     with pytest.raises(leveret.InvalidTarget, match="topic"):
         leveret.RPCServer(transport, leveret.Target(server="s1"), [Echo()])

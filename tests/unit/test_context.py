@@ -171,6 +171,20 @@ def test_client_context_sent(api: Api) -> None:
     assert api.call(api.client(context=context), "context") == context.to_dict()
 
 
+def test_dict_context_sent(api: Api) -> None:
+    api.serve([ContextReader()])
+    client = api.client().prepare(context={"user": "erin", "tenant": "project-e"})
+    sent = api.call(client, "context")
+    assert sent["user_id"] == "erin"
+    assert sent["project_id"] == "project-e"
+
+
+@pytest.mark.parametrize("context", [5, "erin", ["erin"]])
+def test_bad_context_rejected(api: Api, context: object) -> None:
+    with pytest.raises(leveret.ConfigurationError, match="invalid context"):
+        api.client().prepare(context=context)  # type: ignore[arg-type]
+
+
 def test_prepared_context_wins_over_bound(api: Api) -> None:
     api.serve([ContextReader()])
     prepared = leveret.RequestContext("prepared")
