@@ -11,7 +11,12 @@ import math
 
 from ._errors import ConfigurationError, InvalidTarget
 
-__all__ = ["MAX_PREFETCH", "check_consumer_options", "check_seconds"]
+__all__ = [
+    "MAX_PREFETCH",
+    "check_consumer_options",
+    "check_message_bytes",
+    "check_seconds",
+]
 
 MAX_PREFETCH = 65535  # the largest prefetch count AMQP can carry
 
@@ -29,6 +34,15 @@ def check_seconds(name: str, value: object) -> float:
             f"invalid {name} {value!r}: must be a finite number above 0 s"
         )
     return seconds
+
+
+def check_message_bytes(value: object) -> int:
+    """Return *value*, a message size limit; raise unless a whole number above 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(
+            f"invalid max_message_bytes {value!r}: expected a whole number above 0"
+        )
+    return value
 
 
 def _check_whole(name: str, value: object, lowest: int, highest: float) -> None:
@@ -50,11 +64,14 @@ def check_consumer_options(
     _check_whole("max_workers", max_workers, 1, math.inf)
     _check_whole("max_redeliveries", max_redeliveries, 0, math.inf)
     _check_whole("prefetch", prefetch, 1, MAX_PREFETCH)
-    if (
-        isinstance(grace_period, bool)
-        or not isinstance(grace_period, int | float)
-        or not grace_period >= 0
-    ):
+    if isinstance(grace_period, bool) or not isinstance(grace_period, int | float):
+        seconds = math.nan
+    else:
+        try:
+            seconds = float(grace_period)
+        except OverflowError:
+            seconds = math.nan
+    if not 0 <= seconds <= math.inf:
         raise InvalidTarget(
             f"invalid grace_period {grace_period!r}: expected seconds, 0 or more"
         )

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Self
 
 from . import _envelope
-from ._checks import check_seconds
-from ._context import RequestContext, get_context
+from ._checks import check_message_bytes, check_seconds
+from ._context import RequestContext, as_context, get_context
 from ._errors import ConfigurationError, InvalidTarget, MessagingTimeout
 from ._remote_errors import deserialize_failure
 from ._stream import AsyncReplyStream, ReplyStream, StreamRequest
@@ -31,14 +31,14 @@ DEFAULT_TIMEOUT = 60.0  # seconds a call waits for its reply
 _UNSET: Any = object()
 
 
-def _as_context(context: object) -> RequestContext | None:
-    """Return *context* as a RequestContext; a mapping is read as its dict."""
-    if context is None or isinstance(context, RequestContext):
-        return context
-    if isinstance(context, Mapping):
-        return RequestContext.from_dict(context)
+def _module_names(value: object) -> tuple[str, ...]:
+    """Return *value*, module names, as a tuple; raise unless a list of text."""
+    if not isinstance(value, str | bytes) and isinstance(value, Iterable):
+        names = tuple(value)
+        if all(isinstance(name, str) for name in names):
+            return names
     raise ConfigurationError(
-        f"invalid context {context!r}: expected a leveret.RequestContext or a dict"
+        f"invalid allowed_remote_exmods {value!r}: expected a list of module names"
     )
 
 
@@ -59,23 +59,11 @@ class _ClientConfig:
         if target.topic is None:
             raise InvalidTarget("a client's target needs a topic")
         self.timeout = check_seconds("timeout", timeout)
-        if isinstance(allowed_remote_exmods, str):
-            raise ConfigurationError(
-                f"invalid allowed_remote_exmods {allowed_remote_exmods!r}: "
-                "expected a list of module names"
-            )
-        if isinstance(max_message_bytes, bool) or not (
-            isinstance(max_message_bytes, int) and max_message_bytes > 0
-        ):
-            raise ConfigurationError(
-                f"invalid max_message_bytes {max_message_bytes!r}: "
-                "expected a whole number above 0"
-            )
+        self.allowed_remote_exmods = _module_names(allowed_remote_exmods)
         self.transport = transport
         self.target = target
-        self.allowed_remote_exmods = tuple(allowed_remote_exmods)
-        self.context = _as_context(context)
-        self.max_message_bytes = max_message_bytes
+        self.context = as_context(context)
+        self.max_message_bytes = check_message_bytes(max_message_bytes)
         self.address = Address(
             exchange=target.exchange or transport.default_exchange,
             topic=target.topic,

@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from ._errors import ConfigurationError
+
 __all__ = [
     "ContextLogFilter",
     "RequestContext",
@@ -176,3 +178,19 @@ class ContextLogFilter(logging.Filter):
             record.user_id = context.user_id or "-"
             record.project_id = context.project_id or "-"
         return True
+
+
+def as_context(value: object) -> RequestContext | None:
+    """Return *value* as a RequestContext; a dict is read with ``from_dict``.
+
+    Raises ConfigurationError for any other type, or a dict whose keys are
+    not all text.
+    """
+    if value is None or isinstance(value, RequestContext):
+        return value
+    if isinstance(value, Mapping) and all(isinstance(key, str) for key in value):
+        return RequestContext.from_dict(value)
+    raise ConfigurationError(
+        f"invalid context {value!r}: expected a leveret.RequestContext or a dict "
+        "with text keys"
+    )

@@ -22,7 +22,8 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from ._errors import InvalidTarget
+from ._checks import check_seconds
+from ._errors import ConfigurationError, InvalidTarget
 from ._notification import Notification
 from ._notification_dispatch import HANDLED, DispatchOutcome
 from ._notification_listener import (
@@ -51,8 +52,10 @@ def _check_batch(batch_size: int, batch_timeout: float) -> None:
         raise InvalidTarget(f"invalid batch_size {batch_size!r}: expected a count")
     if batch_size < 1:
         raise InvalidTarget(f"invalid batch_size {batch_size}: must be 1 or more")
-    if not batch_timeout > 0:
-        raise InvalidTarget(f"invalid batch_timeout {batch_timeout}: must be above 0 s")
+    try:
+        check_seconds("batch_timeout", batch_timeout)
+    except ConfigurationError as exc:
+        raise InvalidTarget(str(exc)) from None
 
 
 def _by_priority(decoded: _Group) -> dict[str, _Group]:

@@ -11,11 +11,12 @@ unencodable payload raises :class:`~leveret.SerializationError` there.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
 from . import _envelope
-from ._context import RequestContext, get_context
+from ._checks import check_message_bytes
+from ._context import RequestContext, as_context, get_context
 from ._errors import ConfigurationError
 from ._notification import encode_notification, notification_fields
 from ._notification_context import notification_context
@@ -72,7 +73,7 @@ class _NotifierConfig:
         topics: Sequence[str],
         policy: RetryPolicy,
         include_secrets: bool,
-        context: RequestContext | None,
+        context: RequestContext | Mapping[str, Any] | None,
         max_message_bytes: int,
     ) -> None:
         if publisher_id is not None and not isinstance(publisher_id, str):
@@ -84,8 +85,8 @@ class _NotifierConfig:
         self.topics = _check_topics(topics)
         self.policy = policy
         self.include_secrets = include_secrets
-        self.context = context
-        self.max_message_bytes = max_message_bytes
+        self.context = as_context(context)
+        self.max_message_bytes = check_message_bytes(max_message_bytes)
 
     def prepared(self, changes: dict[str, Any]) -> _NotifierConfig:
         def pick(name: str, current: Any) -> Any:
@@ -168,7 +169,8 @@ class _NotifierBase:
         notifier never blocks forever on a broker that is down.
     :param attempt_timeout: seconds one attempt may take, waiting for a
         connection to the broker included.
-    :param context: sent instead of the bound context (:func:`leveret.get_context`).
+    :param context: sent instead of the bound context (:func:`leveret.get_context`);
+        a dict is read as an oslo.context dict (``RequestContext.from_dict``).
     :param max_message_bytes: larger notifications raise
         :class:`~leveret.MessageTooLarge` before anything is sent.
 
@@ -187,7 +189,7 @@ class _NotifierBase:
         include_secrets: bool = False,
         timeout: float = DEFAULT_SEND_TIMEOUT,
         attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
-        context: RequestContext | None = None,
+        context: RequestContext | Mapping[str, Any] | None = None,
         max_message_bytes: int = _envelope.DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self._config = _NotifierConfig(
@@ -225,7 +227,7 @@ class _NotifierBase:
         topics: Sequence[str] = _UNSET,
         retry: int | None = _UNSET,
         timeout: float = _UNSET,
-        context: RequestContext | None = _UNSET,
+        context: RequestContext | Mapping[str, Any] | None = _UNSET,
     ) -> Self:
         """Return a notifier with the given fields overridden."""
         changes = {

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 
 from . import _envelope
-from ._checks import check_consumer_options
+from ._checks import check_consumer_options, check_message_bytes
 from ._delivery import AckPolicy, RecentIds, check_ack_policy
 from ._dispatcher import AccessPolicy, Dispatcher, Handler
 from ._envelope import Cancel, MalformedMessage, Request
@@ -91,7 +91,10 @@ class AsyncRPCServer(AsyncService):
         self._redeliveries = RedeliveryCounter(max_redeliveries)
         self._pool = WorkerPool(max_workers, f"leveret-{target.topic}")
         self._execution = RequestExecution(
-            transport, self.server_name, self._pool, max_message_bytes
+            transport,
+            self.server_name,
+            self._pool,
+            check_message_bytes(max_message_bytes),
         )
         self._listener: Listener | None = None
         self._in_progress: set[asyncio.Task[None]] = set()

@@ -182,6 +182,7 @@ def test_exchange_option_used(
         "connection_timeout=nan",
         "prefetch=70000",
         "quorum_queues=maybe",
+        "exchange=",
     ],
 )
 def test_bad_option_raises(query: str) -> None:

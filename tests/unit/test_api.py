@@ -211,6 +211,8 @@ def test_connect_bad_timeout_rejected(
         {"max_message_bytes": 0},
         {"max_message_bytes": 1.5},
         {"allowed_remote_exmods": "my.errors"},
+        {"allowed_remote_exmods": None},
+        {"allowed_remote_exmods": [5]},
     ],
 )
 def test_client_bad_options_rejected(

@@ -179,7 +179,7 @@ def test_dict_context_sent(api: Api) -> None:
     assert sent["project_id"] == "project-e"
 
 
-@pytest.mark.parametrize("context", [5, "erin", ["erin"]])
+@pytest.mark.parametrize("context", [5, "erin", ["erin"], {1: 2}])
 def test_bad_context_rejected(api: Api, context: object) -> None:
     with pytest.raises(leveret.ConfigurationError, match="invalid context"):
         api.client().prepare(context=context)  # type: ignore[arg-type]

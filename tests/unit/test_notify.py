@@ -477,6 +477,10 @@ def test_too_large(api: Driver) -> None:
         {"attempt_timeout": -1},
         {"attempt_timeout": float("inf")},
         {"publisher_id": 5},
+        {"context": 5},
+        {"context": {1: 2}},
+        {"max_message_bytes": 0},
+        {"max_message_bytes": "4"},
     ],
 )
 def test_notifier_rejects(api: Driver, options: dict[str, Any]) -> None:
@@ -502,6 +506,16 @@ def test_bound_context_sent(api: Driver) -> None:
     assert message["_context_project_id"] == "p1"
     assert message["_context_request_id"] == "req-1"
     assert message["_context_roles"] == ["admin"]
+
+
+def test_dict_context_sent(api: Driver) -> None:
+    raw = listen_raw(api)
+    notifier = api.notifier(context={"user": "u2", "tenant": "p2"})
+    api.send(notifier, "info", "e", {})
+    assert wait_until(lambda: len(raw.bodies) == 1)
+    message = raw.bodies[0]["message"]
+    assert message["_context_user_id"] == "u2"
+    assert message["_context_project_id"] == "p2"
 
 
 def test_no_context_no_fields(api: Driver) -> None:
@@ -1100,9 +1114,18 @@ def test_batch_filter(api: Driver) -> None:
     assert endpoint.payloads() == [[0, 2]]
 
 
-def test_batch_rejects_options(api: Driver) -> None:
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"batch_size": 0},
+        {"batch_timeout": "1"},
+        {"batch_timeout": True},
+        {"batch_timeout": 10**400},
+    ],
+)
+def test_batch_rejects_options(api: Driver, options: dict[str, Any]) -> None:
     with pytest.raises(leveret.InvalidTarget):
-        api.listen([BatchRecorder()], batch=True, batch_size=0)
+        api.listen([BatchRecorder()], batch=True, **options)
 
 
 def test_batch_stop_requeues_pending(api: Driver) -> None:

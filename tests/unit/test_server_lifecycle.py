@@ -209,6 +209,7 @@ def test_bad_max_workers_rejected(
         {"grace_period": -1.0},
         {"grace_period": float("nan")},
         {"grace_period": "3"},
+        {"grace_period": 10**400},
         {"prefetch": 1.5},
         {"max_redeliveries": float("inf")},
         {"max_redeliveries": 1.5},
@@ -221,6 +222,19 @@ def test_bad_server_options_rejected(
 ) -> None:
     with pytest.raises(leveret.InvalidTarget, match=next(iter(options))):
         leveret.RPCServer(transport, leveret.Target(topic=TOPIC), [Worker()], **options)
+
+
+@pytest.mark.parametrize("limit", [0, 1.5, True, "x"])
+def test_bad_server_message_limit_rejected(
+    transport: leveret.Transport, limit: object
+) -> None:
+    with pytest.raises(leveret.ConfigurationError, match="max_message_bytes"):
+        leveret.RPCServer(
+            transport,
+            leveret.Target(topic=TOPIC),
+            [Worker()],
+            max_message_bytes=limit,  # type: ignore[arg-type]
+        )
 
 
 def test_async_client_other_loop(url: str) -> None:

@@ -206,6 +206,8 @@ def _options(query: str) -> dict[str, object]:
         elif name in _BOOLEAN_OPTIONS:
             parsed[name] = _bool(name, text)
         elif name in _TEXT_OPTIONS:
+            if not text:
+                raise ConfigurationError(f"invalid {name} '': expected non-empty text")
             parsed[name] = text
         else:
             known = ", ".join(
