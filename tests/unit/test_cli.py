@@ -322,6 +322,17 @@ def test_call_invalid_key(runner: CliRunner, fleet: Fleet) -> None:
     assert "invalid argument name 'a.b'" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["call", "cast", "notify"])
+@pytest.mark.parametrize("timeout", ["nan", "inf", "1e400"])
+def test_non_finite_timeout_is_usage_error(
+    runner: CliRunner, memory_url: str, command: str, timeout: str
+) -> None:
+    words = [TOPIC, "add"] if command != "notify" else ["compute.start"]
+    result = invoke(runner, command, "--url", memory_url, "--timeout", timeout, *words)
+    assert result.exit_code == 2
+    assert "not a finite number of seconds" in result.stderr
+
+
 def test_call_invalid_url(runner: CliRunner) -> None:
     result = invoke(runner, "call", "--url", "localhost:5672", TOPIC, "add")
     assert_one_line_error(result)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
 __all__ = [
+    "SECONDS",
     "URL_ENVVAR",
     "exchange_option",
     "redact_url",
@@ -19,6 +21,23 @@ URL_ENVVAR = "LEVERET_URL"
 DEFAULT_URL = "memory://"
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Seconds(click.FloatRange):
+    """A finite number of seconds above 0; nan and inf are usage errors."""
+
+    name = "seconds"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds.", param, ctx)
+        return seconds
+
+
+SECONDS = _Seconds(min=0, min_open=True)
 
 
 def url_option(

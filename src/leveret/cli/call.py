@@ -12,7 +12,7 @@ from .._client import DEFAULT_TIMEOUT, RPCClient
 from .._errors import NoServerError, RemoteError
 from .._target import Target
 from .._transport_url import get_transport
-from ._options import exchange_option, server_option, url_option
+from ._options import SECONDS, exchange_option, server_option, url_option
 from ._values import parse_arguments
 
 __all__ = ["call", "cast"]
@@ -97,7 +97,7 @@ def _stream_items(
 @server_option("Send the call to this one server of TOPIC. [default: any one server]")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=SECONDS,
     default=DEFAULT_TIMEOUT,
     show_default=True,
     help="Seconds to wait for the reply (with --stream: for each item).",
@@ -151,7 +151,7 @@ def call(
 @click.option("--fanout", is_flag=True, help="Send the cast to every server of TOPIC.")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=SECONDS,
     default=DEFAULT_TIMEOUT,
     show_default=True,
     help="Seconds to wait for the broker to accept the cast.",

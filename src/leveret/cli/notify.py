@@ -11,7 +11,7 @@ from .._notification import PRIORITIES
 from .._notifier import DEFAULT_TOPICS, Notifier
 from .._publish_retry import DEFAULT_SEND_TIMEOUT
 from .._transport_url import get_transport
-from ._options import url_option
+from ._options import SECONDS, url_option
 from ._values import parse_arguments
 
 __all__ = ["notify"]
@@ -70,7 +70,7 @@ def _default_publisher_id() -> str:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=SECONDS,
     default=DEFAULT_SEND_TIMEOUT,
     show_default=True,
     help="Seconds to keep trying to reach the broker before giving up.",
