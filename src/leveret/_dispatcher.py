@@ -80,8 +80,11 @@ class _Endpoint:
         self.version = parse_version(version)
 
 
-def _is_compatible(served: tuple[int, int], requested: tuple[int, int]) -> bool:
-    return served[0] == requested[0] and served[1] >= requested[1]
+def _is_compatible(
+    served: tuple[int, int, int], requested: tuple[int, int, int]
+) -> bool:
+    """Return True if *served* can serve *requested*: same major, not older."""
+    return served[0] == requested[0] and served[1:] >= requested[1:]
 
 
 class Dispatcher:

@@ -10,17 +10,22 @@ from ._errors import InvalidTarget
 __all__ = ["Target", "parse_version"]
 
 # ASCII digits only, and fullmatch: "$" alone would accept a trailing newline.
-_VERSION_PATTERN = re.compile(r"([0-9]+)\.([0-9]+)")
+_VERSION_PATTERN = re.compile(r"([0-9]+)\.([0-9]+)(?:\.([0-9]+))?")
 
 
-def parse_version(version: str) -> tuple[int, int]:
-    """Split a ``"major.minor"`` version, raising :class:`InvalidTarget` if invalid."""
+def parse_version(version: str) -> tuple[int, int, int]:
+    """Split a ``"major.minor"`` or ``"major.minor.revision"`` version.
+
+    A missing revision is 0. Raises :class:`InvalidTarget` if invalid.
+    """
     match = _VERSION_PATTERN.fullmatch(version) if isinstance(version, str) else None
     if match is None:
         raise InvalidTarget(
-            f"invalid version {version!r}: expected 'major.minor', e.g. '1.2'"
+            f"invalid version {version!r}: expected 'major.minor' or "
+            "'major.minor.revision', e.g. '1.2'"
         )
-    return int(match.group(1)), int(match.group(2))
+    major, minor, revision = match.groups(default="0")
+    return int(major), int(minor), int(revision)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -149,6 +149,7 @@ def test_newer_version_is_remote_error(client: Any) -> None:
         ("inventory", "1.0", "missing", "NoSuchMethod"),
         (None, "1.0", "missing", "NoSuchMethod"),
         (None, "9.0", "missing", "UnsupportedVersion"),
+        ("inventory", "1.3.1", "describe", "UnsupportedVersion"),
     ],
 )
 def test_lookup_errors_match(
@@ -157,6 +158,13 @@ def test_lookup_errors_match(
     with pytest.raises(om.RemoteError) as caught:
         client.prepare(namespace=namespace, version=version).call({}, method)
     assert caught.value.exc_type == error
+
+
+def test_revision_version_served(client: Any) -> None:
+    assert (
+        client.prepare(namespace="inventory", version="1.2.9").call({}, "describe")
+        == "inventory 1.3"
+    )
 
 
 def test_allowed_exception_keeps_type(client: Any) -> None:

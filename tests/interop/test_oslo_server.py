@@ -138,6 +138,7 @@ def test_newer_version_raises_unsupported(client: leveret.RPCClient) -> None:
         ("inventory", "1.0", "missing", leveret.NoSuchMethod),
         (None, "1.0", "missing", leveret.NoSuchMethod),
         (None, "9.0", "missing", leveret.UnsupportedVersion),
+        ("inventory", "1.3.1", "describe", leveret.UnsupportedVersion),
     ],
 )
 def test_lookup_errors_match(
@@ -149,6 +150,13 @@ def test_lookup_errors_match(
 ) -> None:
     with pytest.raises(error):
         client.prepare(namespace=namespace, version=version).call(method)
+
+
+def test_revision_version_served(client: leveret.RPCClient) -> None:
+    assert (
+        client.prepare(namespace="inventory", version="1.2.9").call("describe")
+        == "inventory 1.3"
+    )
 
 
 def test_allowed_exception_keeps_type(client: leveret.RPCClient) -> None:

@@ -152,7 +152,8 @@ def test_target_is_hashable() -> None:
 
 
 @pytest.mark.parametrize(
-    "version", ["1", "1.", ".1", "v1.0", "1.2.3", "1.x", "", " 1.0", "1.0\n", "١.٠"]
+    "version",
+    ["1", "1.", ".1", "v1.0", "1.2.3.4", "1.2.", "1.x", "", " 1.0", "1.0\n", "١.٠"],
 )
 def test_target_bad_version_rejected(version: str) -> None:
     with pytest.raises(leveret.InvalidTarget, match="invalid version"):

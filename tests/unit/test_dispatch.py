@@ -150,6 +150,30 @@ def test_no_such_method_raised_promptly(api: Api) -> None:
     assert str(caught.value) == "endpoint does not support RPC method missing"
 
 
+class Revised:
+    """Namespace "rev" at version 1.3.2."""
+
+    target = leveret.Target(namespace="rev", version="1.3.2")
+
+    def which(self) -> str:
+        return "rev-1.3.2"
+
+
+@pytest.mark.parametrize(
+    ("version", "served"),
+    [("1.3.2", True), ("1.3.1", True), ("1.2.9", True), ("1.3", True),
+     ("1.3.3", False), ("1.4", False), ("2.0", False)],
+)  # fmt: skip
+def test_revision_compatibility(api: Api, version: str, served: bool) -> None:
+    api.serve([Revised()])
+    client = api.client().prepare(namespace="rev", version=version)
+    if served:
+        assert api.call(client, "which") == "rev-1.3.2"
+    else:
+        with pytest.raises(leveret.UnsupportedVersion):
+            api.call(client, "which")
+
+
 def test_unknown_namespace_is_unsupported_version(api: Api) -> None:
     api.serve([Versioned(), NoTarget()])
     client = api.client().prepare(namespace="other")
