@@ -203,7 +203,8 @@ async def _call(
             return future.result()
         raise MessagingTimeout(
             f"call of {method} to {config.address} timed out after "
-            f"{config.timeout:g} s (msg_id {msg_id}){_broker_state(config)}"
+            f"{config.timeout:g} s (msg_id {msg_id})"
+            f"{config.transport.connection_note()}"
         ) from None
     finally:
         transport.replies.unregister(msg_id)
@@ -211,11 +212,6 @@ async def _call(
             # Seen, so that asyncio does not log it: the call may have failed
             # at its send while the transport's close failed this future too.
             future.exception()
-
-
-def _broker_state(config: _ClientConfig) -> str:
-    error = config.transport.connection_error()
-    return "" if error is None else f"; the broker is unreachable: {error}"
 
 
 async def _cast(config: _ClientConfig, method: str, body: bytes) -> None:
@@ -226,7 +222,7 @@ async def _cast(config: _ClientConfig, method: str, body: bytes) -> None:
     except TimeoutError:
         raise MessagingTimeout(
             f"cast of {method} to {config.address} was not accepted by the "
-            f"broker within {config.timeout:g} s{_broker_state(config)}"
+            f"broker within {config.timeout:g} s{config.transport.connection_note()}"
         ) from None
 
 

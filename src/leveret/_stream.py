@@ -210,7 +210,7 @@ class AsyncReplyStream:
         return MessagingTimeout(
             f"stream of {request.method} from {request.address} timed out after "
             f"{request.timeout:g} s waiting for its {waiting_for} "
-            f"(msg_id {self._msg_id})"
+            f"(msg_id {self._msg_id}){request.transport.connection_note()}"
         )
 
 

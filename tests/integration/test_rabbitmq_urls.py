@@ -352,6 +352,32 @@ def test_connect_unreachable_raises(
     assert "Connect call failed" in str(caught.value)
 
 
+def test_timeouts_name_the_connection_error(
+    closed_port: int, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    transport = make_transport(f"amqp://guest:{SECRET}@127.0.0.1:{closed_port}/")
+    client = leveret.RPCClient(transport, leveret.Target("t"), timeout=1.0)
+    with pytest.raises(leveret.MessagingTimeout) as call_error:
+        client.call("m")
+    with pytest.raises(leveret.MessagingTimeout) as stream_error:
+        list(client.stream("m"))
+
+    for caught in (call_error, stream_error):
+        assert "no connection to the broker: " in str(caught.value)
+        assert "Connect call failed" in str(caught.value)
+
+
+def test_first_attempt_pending_not_called_unreachable(
+    amqp_url: str, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    transport = make_transport(amqp_url)
+    client = leveret.RPCClient(transport, leveret.Target("t"), timeout=1e-6)
+    with pytest.raises(leveret.MessagingTimeout) as caught:
+        client.call("m")
+
+    assert "no connection attempt has finished yet" in str(caught.value)
+
+
 def test_connect_refused_login_raises(
     amqp_url: str, make_transport: Callable[[str], leveret.Transport]
 ) -> None:

@@ -220,6 +220,11 @@ class Transport(abc.ABC):
         """Say why the transport is not connected now, or None if it is."""
         return None
 
+    def connection_note(self) -> str:
+        """Return "; no connection to the broker: WHY" for an error, or ""."""
+        error = self.connection_error()
+        return "" if error is None else f"; no connection to the broker: {error}"
+
     async def aclose(self) -> None:
         """Close from asyncio code; pending calls fail with TransportClosed.
 

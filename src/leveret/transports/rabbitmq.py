@@ -333,7 +333,9 @@ class RabbitMQTransport(Transport):
         if self._supervisor.connection is not None:
             return None
         error = self._supervisor.last_error
-        return "not connected yet" if error is None else repr(error)
+        return (
+            "no connection attempt has finished yet" if error is None else repr(error)
+        )
 
     async def _connection(self) -> Connection:
         self.check_open()
@@ -579,11 +581,9 @@ class RabbitMQTransport(Transport):
                     "", reply_queue, body, mandatory=True, persistent=False
                 )
         except TimeoutError:
-            state = self.connection_error()
-            reason = "" if state is None else f"; the broker is unreachable: {state}"
             raise MessagingTimeout(
                 "the broker did not accept the reply within "
-                f"{REPLY_SEND_TIMEOUT:g} s{reason}"
+                f"{REPLY_SEND_TIMEOUT:g} s{self.connection_note()}"
             ) from None
 
     async def reply_queue(self) -> str:
