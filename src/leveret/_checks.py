@@ -14,6 +14,7 @@ from ._errors import ConfigurationError, InvalidTarget
 __all__ = [
     "MAX_PREFETCH",
     "check_consumer_options",
+    "check_count",
     "check_message_bytes",
     "check_seconds",
 ]
@@ -21,17 +22,24 @@ __all__ = [
 MAX_PREFETCH = 65535  # the largest prefetch count AMQP can carry
 
 
-def check_seconds(name: str, value: object) -> float:
-    """Return *value* as float seconds; raise unless finite and above 0."""
+def _as_seconds(value: object) -> float:
+    """Return *value* as float seconds; NaN for a non-number or a huge int."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigurationError(f"invalid {name} {value!r}: expected seconds")
+        return math.nan
     try:
-        seconds = float(value)
+        return float(value)
     except OverflowError:
-        seconds = math.inf
+        return math.nan
+
+
+def check_seconds(
+    name: str, value: object, error: type[ConfigurationError] = ConfigurationError
+) -> float:
+    """Return *value* as float seconds; raise *error* unless finite and above 0."""
+    seconds = _as_seconds(value)
     if not 0 < seconds < math.inf:
-        raise ConfigurationError(
-            f"invalid {name} {value!r}: must be a finite number above 0 s"
+        raise error(
+            f"invalid {name} {value!r}: expected a finite number of seconds above 0"
         )
     return seconds
 
@@ -45,13 +53,21 @@ def check_message_bytes(value: object) -> int:
     return value
 
 
-def _check_whole(name: str, value: object, lowest: int, highest: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidTarget(f"invalid {name} {value!r}: expected a whole number")
-    if not lowest <= value <= highest:
-        upper = "" if highest == math.inf else f" to {highest}"
-        more = " or more" if not upper else ""
-        raise InvalidTarget(f"invalid {name} {value!r}: must be {lowest}{upper}{more}")
+def check_count(
+    name: str, value: object, lowest: int, highest: float = math.inf
+) -> None:
+    """Raise InvalidTarget unless *value* is a whole number in the range."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not lowest <= value <= highest
+    ):
+        allowed = (
+            f"{lowest} or more" if highest == math.inf else f"{lowest} to {highest}"
+        )
+        raise InvalidTarget(
+            f"invalid {name} {value!r}: expected a whole number, {allowed}"
+        )
 
 
 def check_consumer_options(
@@ -61,17 +77,11 @@ def check_consumer_options(
     prefetch: object,
 ) -> None:
     """Raise InvalidTarget for a server or listener option out of range."""
-    _check_whole("max_workers", max_workers, 1, math.inf)
-    _check_whole("max_redeliveries", max_redeliveries, 0, math.inf)
-    _check_whole("prefetch", prefetch, 1, MAX_PREFETCH)
-    if isinstance(grace_period, bool) or not isinstance(grace_period, int | float):
-        seconds = math.nan
-    else:
-        try:
-            seconds = float(grace_period)
-        except OverflowError:
-            seconds = math.nan
-    if not 0 <= seconds <= math.inf:
+    check_count("max_workers", max_workers, 1)
+    check_count("max_redeliveries", max_redeliveries, 0)
+    check_count("prefetch", prefetch, 1, MAX_PREFETCH)
+    # Unlike a timeout, a grace period may be 0 or infinite.
+    if not 0 <= _as_seconds(grace_period) <= math.inf:
         raise InvalidTarget(
             f"invalid grace_period {grace_period!r}: expected seconds, 0 or more"
         )

@@ -22,8 +22,8 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from ._checks import check_seconds
-from ._errors import ConfigurationError, InvalidTarget
+from ._checks import check_count, check_seconds
+from ._errors import InvalidTarget
 from ._notification import Notification
 from ._notification_dispatch import HANDLED, DispatchOutcome
 from ._notification_listener import (
@@ -48,14 +48,8 @@ _Group = list[tuple[IncomingMessage, Notification]]
 
 
 def _check_batch(batch_size: int, batch_timeout: float) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise InvalidTarget(f"invalid batch_size {batch_size!r}: expected a count")
-    if batch_size < 1:
-        raise InvalidTarget(f"invalid batch_size {batch_size}: must be 1 or more")
-    try:
-        check_seconds("batch_timeout", batch_timeout)
-    except ConfigurationError as exc:
-        raise InvalidTarget(str(exc)) from None
+    check_count("batch_size", batch_size, 1)
+    check_seconds("batch_timeout", batch_timeout, InvalidTarget)
 
 
 def _by_priority(decoded: _Group) -> dict[str, _Group]:
