@@ -163,7 +163,7 @@ class AsyncReplyStream:
             async with asyncio.timeout(self._request.timeout):
                 reply = await self._queue.get()
         except TimeoutError:
-            # The caller hears of its deadline now; the cancel, which may
+            # The caller learns of its deadline now. The cancel, which may
             # wait for an unreachable broker, goes out in the background.
             self._finish()
             self._cancelling = asyncio.get_running_loop().create_task(

@@ -352,7 +352,7 @@ def test_connect_unreachable_raises(
     assert "Connect call failed" in str(caught.value)
 
 
-def test_timeouts_name_the_connection_error(
+def test_timeouts_name_connection_error(
     closed_port: int, make_transport: Callable[[str], leveret.Transport]
 ) -> None:
     transport = make_transport(f"amqp://guest:{SECRET}@127.0.0.1:{closed_port}/")
@@ -367,7 +367,7 @@ def test_timeouts_name_the_connection_error(
         assert "Connect call failed" in str(caught.value)
 
 
-def test_first_attempt_pending_not_called_unreachable(
+def test_pending_attempt_not_called_unreachable(
     amqp_url: str, make_transport: Callable[[str], leveret.Transport]
 ) -> None:
     transport = make_transport(amqp_url)
