@@ -674,6 +674,35 @@ def test_delivery_spanning_frames_reaches_callback() -> None:
     run(scenario)
 
 
+def feed_through_buffer(connection: Connection, data: bytes) -> None:
+    """Feed *data* as asyncio feeds a buffered protocol: each read fills as
+    much of the buffer from get_buffer() as it can."""
+    while data:
+        buffer = connection.get_buffer(-1)
+        size = min(len(buffer), len(data))
+        buffer[:size] = data[:size]
+        data = data[size:]
+        connection.buffer_updated(size)
+
+
+def test_deliveries_larger_than_read_buffer() -> None:
+    async def scenario() -> None:
+        connection, transport = await open_connection()
+        channel = await open_channel(connection, transport, confirms=False)
+        received: list[Delivery] = []
+        tag = await start_consumer(connection, transport, channel, received.append)
+        buffer_size = len(connection.get_buffer(-1))
+        large = bytes(range(256)) * (buffer_size // 100)  # 2.56 buffers
+        data = b"".join(
+            message_frames(1, commands.Basic.Deliver(tag, number, False, "", "q"), body)
+            for number, body in enumerate([b"small", large, b"after"], start=1)
+        )
+        feed_through_buffer(connection, data)
+        assert [delivery.body for delivery in received] == [b"small", large, b"after"]
+
+    run(scenario)
+
+
 def test_delivery_with_empty_body_reaches_callback() -> None:
     async def scenario() -> None:
         connection, transport = await open_connection()

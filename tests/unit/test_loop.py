@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -108,19 +109,7 @@ def test_caller_timeout_cancels_the_coroutine(binding: LoopBinding) -> None:
 
 
 def test_concurrent_async_results_share_wakeups(binding: LoopBinding) -> None:
-    started = 0
-    gate: asyncio.Event | None = None
-
-    async def wait_for_all(number: int) -> int:
-        # Runs on the bound loop: the 50th to start lets all of them end,
-        # so they end within one pass of that loop.
-        nonlocal started, gate
-        if gate is None:
-            gate = asyncio.Event()
-        started += 1
-        if started == 50:
-            gate.set()
-        await gate.wait()
+    async def echo(number: int) -> int:
         return number
 
     async def main() -> tuple[list[int], int]:
@@ -134,15 +123,22 @@ def test_concurrent_async_results_share_wakeups(binding: LoopBinding) -> None:
             return original(callback, *args)
 
         loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
-        calls = (binding.run_async(wait_for_all(n)) for n in range(50))
-        results = await asyncio.gather(*calls)
-        return results, wakeups
+        calls = asyncio.gather(*(binding.run_async(echo(n)) for n in range(50)))
+        await asyncio.sleep(0)  # every call hands its coroutine over
+        # This loop stays busy until every result waits in its inbox, as
+        # when results come back faster than the loop takes them.
+        inbox = binding._caller_inbox
+        assert inbox is not None
+        deadline = time.monotonic() + 5
+        while len(inbox._items) < 50 and time.monotonic() < deadline:
+            time.sleep(0.001)  # noqa: ASYNC251 (blocks this loop on purpose)
+        return await calls, wakeups
 
     results, wakeups = asyncio.run(main())
 
     assert results == list(range(50))
-    # Their results come back with a few wake-ups of this loop, not one each.
-    assert wakeups < 10
+    # The fifty results come back with one wake-up of this loop, not one each.
+    assert wakeups == 1
 
 
 # Inbox: callbacks from other threads, one wake-up per batch.
