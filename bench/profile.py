@@ -13,9 +13,10 @@ samples, inclusive (the function or anything it calls) and self::
 
 WORKLOAD is one of: memory-sync (sequential RPCClient calls on memory://),
 memory-async (100 AsyncRPCClient calls in flight on memory://), broker-sync
-(sequential RPCClient calls), broker-threads (64 threads of RPCClient
-calls), broker-cast (RPCClient casts from one thread), broker-notify
-(Notifier.info from one thread). Broker workloads start a server process
+(sequential RPCClient calls), broker-shared (sequential AsyncRPCClient calls
+with the transport on the client's event loop), broker-threads (64 threads
+of RPCClient calls), broker-cast (RPCClient casts from one thread),
+broker-notify (Notifier.info from one thread). Broker workloads start a server process
 (bench.worker leveret server).
 """
 
@@ -83,6 +84,9 @@ def _broker(workload: str, url: str, duration: float) -> None:
         if workload == "broker-sync":
             params = {**timed, "payload": 100, "warmup_calls": 20}
             client.run("call_latency", params)
+        elif workload == "broker-shared":
+            params = {**timed, "payload": 100, "warmup_calls": 20}
+            client.run("call_latency", {**params, "api": "async", "own_loop": False})
         elif workload == "broker-threads":
             client.run("call_throughput", {**timed, "payload": 100, "workers": 64})
         elif workload == "broker-cast":
@@ -182,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             "memory-sync",
             "memory-async",
             "broker-sync",
+            "broker-shared",
             "broker-threads",
             "broker-cast",
             "broker-notify",
