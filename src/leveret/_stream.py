@@ -7,6 +7,11 @@ the stream early can tell that server to stop the generator. A peer that does
 not stream (an oslo.messaging server) sends one result, which the stream
 yields as its only item.
 
+A stream dropped without being closed (a ``for`` loop left with ``break``)
+is closed when it is garbage collected: its reply waiter goes, so items no
+longer pile up in the caller's memory, and the server gets a cancel that
+stops the generator.
+
 NOTE: the server does not wait for the caller to take items, so a slow
 consumer of a long stream lets items pile up in its reply queue.
 """
@@ -14,8 +19,10 @@ consumer of a long stream lets items pile up in its reply queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import weakref
 from collections.abc import Callable, Collection
 from types import TracebackType
 from typing import Any, Self
@@ -47,12 +54,83 @@ class StreamRequest:
     encode: Callable[[str, str], bytes]
 
 
+class _OpenStream:
+    """The parts of a started stream that outlive its iterator: its reply
+    waiter, and the server to tell when the stream stops early."""
+
+    __slots__ = ("request", "msg_id", "server", "registered", "cancelling")
+
+    def __init__(self, request: StreamRequest, msg_id: str) -> None:
+        self.request = request
+        self.msg_id = msg_id
+        self.server: str | None = None
+        self.registered = False
+        # A cancel sent in the background, referenced until it ends.
+        self.cancelling: asyncio.Task[None] | None = None
+
+    async def send_cancel(self) -> None:
+        """Tell the server to stop the generator, at best effort."""
+        request = self.request
+        if self.server is not None:
+            address = dataclasses.replace(request.address, server=self.server)
+        else:
+            # No item arrived yet, so the server that took the request is
+            # unknown: every server of the topic gets the cancel, and the
+            # ones without this stream ignore it.
+            address = dataclasses.replace(request.address, server=None, fanout=True)
+        try:
+            # Best effort: a broker that does not take the cancel at once
+            # must not hold up a stream whose deadline has passed.
+            async with asyncio.timeout(min(request.timeout, CANCEL_SEND_TIMEOUT)):
+                await request.transport.send(
+                    address, _envelope.encode_cancel(self.msg_id)
+                )
+        except (LeveretError, TimeoutError) as exc:
+            logger.info(
+                "stream.cancel_failed msg_id=%s server=%s error=%s",
+                self.msg_id,
+                self.server,
+                exc,
+            )
+
+    def cancel_in_background(self) -> None:
+        """Send the cancel in a task of its own; runs on the transport's loop."""
+        self.cancelling = asyncio.get_running_loop().create_task(self.send_cancel())
+
+    def on_collected(self) -> None:
+        """Close the stream whose iterator was garbage collected unclosed.
+
+        Runs in whichever thread collected it, so the work goes to the
+        transport's loop.
+        """
+        binding = self.request.transport.binding
+        inbox = binding.inbox
+        if not self.registered or binding.closed or inbox is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            inbox.put(self._abandon)
+
+    def _abandon(self) -> None:
+        if not self.registered:
+            return
+        self.registered = False
+        self.request.transport.replies.unregister(self.msg_id)
+        logger.info(
+            "stream.abandoned msg_id=%s method=%s; the stream was not closed, "
+            "so it is closed now that it was garbage collected",
+            self.msg_id,
+            self.request.method,
+        )
+        self.cancel_in_background()
+
+
 class AsyncReplyStream:
     """An async iterator over a generator method's items; close it to stop early.
 
     The request is sent on the first ``__anext__``. Each item has its own
     deadline: :class:`~leveret.MessagingTimeout` if the next item does not
-    arrive within the client's timeout.
+    arrive within the client's timeout. A stream garbage collected unclosed
+    is closed then.
     """
 
     def __init__(self, request: StreamRequest) -> None:
@@ -60,11 +138,10 @@ class AsyncReplyStream:
         self._msg_id = _envelope.new_id()
         self._queue: asyncio.Queue[_envelope.Reply | BaseException] | None = None
         self._done = False
-        self._server: str | None = None
         self._kept_result: Any = None
-        # The cancel sent after a missed deadline, kept so that it is not
-        # garbage collected while it runs.
-        self._cancelling: asyncio.Task[None] | None = None
+        self._open = _OpenStream(request, self._msg_id)
+        collected = weakref.finalize(self, self._open.on_collected)
+        collected.atexit = False
 
     def __aiter__(self) -> Self:
         return self
@@ -113,31 +190,7 @@ class AsyncReplyStream:
             self._done = True
             return
         self._finish()
-        await self._send_cancel()
-
-    async def _send_cancel(self) -> None:
-        request = self._request
-        if self._server is not None:
-            address = dataclasses.replace(request.address, server=self._server)
-        else:
-            # No item arrived yet, so the server that took the request is
-            # unknown: every server of the topic gets the cancel, and the
-            # ones without this stream ignore it.
-            address = dataclasses.replace(request.address, server=None, fanout=True)
-        try:
-            # Best effort: a broker that does not take the cancel at once
-            # must not hold up a stream whose deadline has passed.
-            async with asyncio.timeout(min(request.timeout, CANCEL_SEND_TIMEOUT)):
-                await request.transport.send(
-                    address, _envelope.encode_cancel(self._msg_id)
-                )
-        except (LeveretError, TimeoutError) as exc:
-            logger.info(
-                "stream.cancel_failed msg_id=%s server=%s error=%s",
-                self._msg_id,
-                self._server,
-                exc,
-            )
+        await self._open.send_cancel()
 
     async def _start(self) -> None:
         request = self._request
@@ -147,6 +200,7 @@ class AsyncReplyStream:
                 reply_q = await request.transport.reply_queue()
                 body = request.encode(self._msg_id, reply_q)
                 request.transport.replies.register(self._msg_id, self._queue.put_nowait)
+                self._open.registered = True
                 await request.transport.send(
                     request.address, body, expiration=request.timeout
                 )
@@ -166,9 +220,7 @@ class AsyncReplyStream:
             # The caller learns of its deadline now. The cancel, which may
             # wait for an unreachable broker, goes out in the background.
             self._finish()
-            self._cancelling = asyncio.get_running_loop().create_task(
-                self._send_cancel()
-            )
+            self._open.cancel_in_background()
             raise self._timeout_error("next item") from None
         if isinstance(reply, BaseException):
             self._finish()
@@ -178,7 +230,7 @@ class AsyncReplyStream:
     def _take(self, reply: _envelope.Reply) -> Any:
         """Turn one reply into an item, ``_END``, ``_CONTINUE`` or an exception."""
         if reply.server is not None:
-            self._server = reply.server
+            self._open.server = reply.server
         if reply.failure is not None:
             self._finish()
             raise deserialize_failure(
@@ -200,6 +252,7 @@ class AsyncReplyStream:
 
     def _finish(self) -> None:
         self._done = True
+        self._open.registered = False
         self._request.transport.replies.unregister(self._msg_id)
         if self._queue is not None:
             # Ends the wait of a reader in another thread or task.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -108,15 +109,24 @@ class SyncApi:
         client.cast(method, **kwargs)
 
     def stream(
-        self, client: Any, method: str, /, *, take: int | None = None, **kwargs: Any
+        self,
+        client: Any,
+        method: str,
+        /,
+        *,
+        take: int | None = None,
+        close: bool = True,
+        **kwargs: Any,
     ) -> tuple[list[Any], BaseException | None]:
         """Iterate a stream, and return its items and the exception that ended it.
 
-        With *take*, stop after that many items and close the stream.
+        With *take*, stop after that many items and close the stream, unless
+        *close* is false: then the stream is only dropped.
         """
         items: list[Any] = []
         try:
-            with client.stream(method, **kwargs) as stream:
+            stream = client.stream(method, **kwargs)
+            with stream if close else contextlib.nullcontext(stream):
                 for item in stream:
                     items.append(item)
                     if take is not None and len(items) == take:
@@ -233,11 +243,17 @@ class AsyncApi:
         self.run(client.cast(method, **kwargs))
 
     async def _stream(
-        self, client: Any, method: str, take: int | None, kwargs: dict[str, Any]
+        self,
+        client: Any,
+        method: str,
+        take: int | None,
+        close: bool,
+        kwargs: dict[str, Any],
     ) -> tuple[list[Any], BaseException | None]:
         items: list[Any] = []
         try:
-            async with client.stream(method, **kwargs) as stream:
+            stream = client.stream(method, **kwargs)
+            async with stream if close else contextlib.nullcontext(stream):
                 async for item in stream:
                     items.append(item)
                     if take is not None and len(items) == take:
@@ -247,10 +263,17 @@ class AsyncApi:
         return items, None
 
     def stream(
-        self, client: Any, method: str, /, *, take: int | None = None, **kwargs: Any
+        self,
+        client: Any,
+        method: str,
+        /,
+        *,
+        take: int | None = None,
+        close: bool = True,
+        **kwargs: Any,
     ) -> tuple[list[Any], BaseException | None]:
         """Iterate a stream, and return its items and the exception that ended it."""
-        return self.run(self._stream(client, method, take, kwargs))
+        return self.run(self._stream(client, method, take, close, kwargs))
 
     async def _cancel_remaining_tasks(self) -> None:
         current = asyncio.current_task()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from harness import WAIT_SECONDS, Api
+from harness import WAIT_SECONDS, Api, wait_until
 
 import leveret
 
@@ -118,6 +118,21 @@ def test_stream_close_stops_generator(api: Api, method: str) -> None:
     assert error is None
     assert items == [0, 1, 2]
     assert generators.closed.wait(WAIT_SECONDS)
+    assert api.call(client, "plain", value="served") == "served"
+
+
+@pytest.mark.parametrize("method", ["endless", "endless_async"])
+def test_stream_dropped_unclosed_is_closed(api: Api, method: str) -> None:
+    generators = Generators()
+    api.serve([generators])
+    client = api.client()
+    items, error = api.stream(client, method, take=3, close=False)
+    assert error is None
+    assert items == [0, 1, 2]
+    # Collected once dropped, the stream stops the generator and stops
+    # taking its items.
+    assert generators.closed.wait(WAIT_SECONDS)
+    assert wait_until(lambda: len(api.transport.replies) == 0)
     assert api.call(client, "plain", value="served") == "served"
 
 
