@@ -88,6 +88,9 @@ class AsyncRPCServer(AsyncService):
                 check_ack_policy(policy, f"endpoint {endpoint!r}")
         self._dispatcher = Dispatcher(endpoints, access_policy)
         self._recent_ids = RecentIds()
+        # The deliveries of each request running or waiting here under
+        # ack_policy "after", by unique id, settled together when it ends.
+        self._unsettled: dict[str, list[IncomingMessage]] = {}
         self._redeliveries = RedeliveryCounter(max_redeliveries)
         self._pool = WorkerPool(max_workers, f"leveret-{target.topic}")
         self._execution = RequestExecution(
@@ -210,13 +213,23 @@ class AsyncRPCServer(AsyncService):
         """Drop duplicates and requests redelivered too often."""
         unique_id = request.unique_id
         if unique_id is not None and unique_id in self._recent_ids:
+            copies = self._unsettled.get(unique_id)
+            if copies is not None:
+                # A copy redelivered after a dropped connection while the
+                # first still waits here: settled with the first, so that a
+                # stop or crash before it ends leaves the request queued.
+                copies.append(message)
+                outcome = "settled with the copy already here"
+            else:
+                await message.ack()
+                outcome = "dropped"
             logger.info(
-                "request.duplicate topic=%s method=%s unique_id=%s; dropped",
+                "request.duplicate topic=%s method=%s unique_id=%s; %s",
                 self.target.topic,
                 request.method,
                 unique_id,
+                outcome,
             )
-            await message.ack()
             return False
         redeliveries = self._redeliveries.count(
             unique_id, message.redelivered, message.delivery_count
@@ -282,13 +295,21 @@ class AsyncRPCServer(AsyncService):
                 await self._execution.reply_cut_off(request)
                 raise
             return
+        copies = [message]
+        if request.unique_id is not None:
+            self._unsettled[request.unique_id] = copies
         try:
             await self._execution.run(handler, request)
         except asyncio.CancelledError:
             # Stopped before the method returned: another server takes it.
-            await message.reject(requeue=True)
+            for copy in copies:
+                await copy.reject(requeue=True)
             raise
-        await message.ack()
+        finally:
+            if request.unique_id is not None:
+                self._unsettled.pop(request.unique_id, None)
+        for copy in copies:
+            await copy.ack()
 
 
 class RPCServer(BlockingService):

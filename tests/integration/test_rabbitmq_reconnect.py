@@ -17,12 +17,19 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from broker_api import AsyncApi, SyncApi, new_topic, wait_until
+from broker_api import (
+    WAIT_SECONDS,
+    AsyncApi,
+    SyncApi,
+    new_topic,
+    run_rabbitmqctl,
+    wait_until,
+)
 
 import leveret
 
 # Seconds a test allows for the supervisor to reconnect once the broker is
-# back: its backoff between attempts grows to at most 30 s.
+# back: its backoff between attempts grows to at most 10 s.
 RECONNECT_SECONDS = 60.0
 # Seconds past a call's timeout by which it must have raised.
 DEADLINE_MARGIN = 5.0
@@ -240,3 +247,71 @@ def test_close_while_broker_down_fails_calls_quietly(
     gc.collect()
     never_retrieved = [r for r in caplog.records if "never retrieved" in r.getMessage()]
     assert never_retrieved == []
+
+
+class Queued:
+    """A plain method that blocks until released; with one worker, later
+    requests wait in the server's process."""
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+        self.finished: list[int] = []
+        self.release = threading.Event()
+
+    def work(self, number: int) -> None:
+        self.started.append(number)
+        self.release.wait(WAIT_SECONDS)
+        self.finished.append(number)
+
+
+def test_ack_after_keeps_backlog_after_drop(
+    caplog: pytest.LogCaptureFixture,
+    own_broker: Any,
+    make_transport: Callable[[str], leveret.Transport],
+) -> None:
+    caplog.set_level(logging.INFO, logger="leveret")
+    topic = new_topic()
+    first = Queued()
+    server = leveret.RPCServer(
+        make_transport(own_broker.url),
+        leveret.Target(topic, server="s1"),
+        [first],
+        max_workers=1,
+        grace_period=0.2,
+        ack_policy="after",
+    )
+    server.start()
+    client = leveret.RPCClient(make_transport(own_broker.url), leveret.Target(topic))
+    try:
+        for number in range(5):
+            client.cast("work", number=number)
+        assert wait_until(lambda: first.started == [0])
+        run_rabbitmqctl(own_broker.state_dir, "close_all_connections", "test")
+        # The broker gives every unacknowledged request back to the same
+        # server once it has reconnected: five copies of requests it holds.
+        assert wait_until(
+            lambda: len(_records(caplog, "request.duplicate")) == 5,
+            RECONNECT_SECONDS,
+        )
+        server.stop()
+    finally:
+        first.release.set()
+
+    # What the first server did not finish goes back to the queue, so the
+    # next server of the topic runs it.
+    second = Queued()
+    second.release.set()
+    with leveret.RPCServer(
+        make_transport(own_broker.url), leveret.Target(topic, server="s2"), [second]
+    ):
+        # 0 may run on both servers: the first finishes it after its stop.
+        assert wait_until(lambda: set(second.finished) >= {1, 2, 3, 4})
+        assert wait_until(lambda: first.finished == [0])
+
+
+def _records(caplog: pytest.LogCaptureFixture, prefix: str) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.name == "leveret.server" and record.getMessage().startswith(prefix)
+    ]
