@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterator
 
 
 class Service:
@@ -15,3 +17,6 @@ class Service:
     def slow(self, seconds: float) -> str:
         time.sleep(seconds)
         return "finished"
+
+    def count(self, start: int) -> Iterator[int]:
+        yield from itertools.count(start)

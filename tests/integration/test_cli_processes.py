@@ -10,9 +10,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from broker_api import WAIT_SECONDS, new_topic
+from broker_api import WAIT_SECONDS, new_topic, wait_until
+
+import leveret
 
 HERE = pathlib.Path(__file__).resolve().parent
 LEVERET = pathlib.Path(sys.executable).parent / "leveret"
@@ -219,3 +222,75 @@ def test_call_with_rejected_login_exits_1(amqp_url: str) -> None:
     assert result.returncode == 1
     assert "AccessRefused" in result.stderr
     assert "not-the-password" not in result.stderr
+
+
+def test_stream_into_closed_pipe_stops_generator(
+    amqp_url: str, served: tuple[str, ServeProcess]
+) -> None:
+    topic, serve = served
+    command = [str(LEVERET), "call", topic, "count", "start=1", "--stream"]
+    with subprocess.Popen(
+        [*command, "--url", amqp_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as call:
+        try:
+            assert call.stdout is not None and call.stderr is not None
+            assert call.stdout.readline() == "1\n"
+            call.stdout.close()
+            assert call.wait(WAIT_SECONDS) == 0, call.stderr.read()
+            assert call.stderr.read() == ""
+        finally:
+            call.kill()
+    assert serve.wait_for_line("stream.cancelled method=count"), "".join(serve.output)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.received: list[Any] = []
+
+    def info(
+        self,
+        context: Any,
+        publisher_id: Any,
+        event_type: str,
+        payload: Any,
+        metadata: Any,
+    ) -> None:
+        self.received.append(payload["n"])
+
+
+def test_listen_into_closed_pipe_keeps_the_rest(amqp_url: str) -> None:
+    topic = new_topic()
+    transport = leveret.get_transport(amqp_url)
+    try:
+        notifier = leveret.Notifier(transport, "cli-test", topics=[topic])
+        with subprocess.Popen(
+            [str(LEVERET), "listen", "--topic", topic, "--json", "--url", amqp_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as listen:
+            try:
+                assert listen.stdout is not None and listen.stderr is not None
+                assert "listening to" in listen.stderr.readline()
+                notifier.info("first", {"n": 1})
+                assert json.loads(listen.stdout.readline())["payload"] == {"n": 1}
+                # As `head -1` does: the reader goes away after one line.
+                listen.stdout.close()
+                for number in (2, 3, 4):
+                    notifier.info("later", {"n": number})
+                assert listen.wait(WAIT_SECONDS) == 0, listen.stderr.read()
+            finally:
+                listen.kill()
+
+        # What it could not print waits for the next listener, each once.
+        recorder = Recorder()
+        with leveret.NotificationListener(
+            transport, [leveret.Target(topic)], [recorder]
+        ):
+            assert wait_until(lambda: sorted(recorder.received) == [2, 3, 4])
+        assert sorted(recorder.received) == [2, 3, 4]
+    finally:
+        transport.close()

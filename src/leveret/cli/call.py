@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -13,6 +13,7 @@ from .._errors import NoServerError, RemoteError
 from .._target import Target
 from .._transport_url import get_transport
 from ._options import SECONDS, exchange_option, server_option, url_option
+from ._stdout import StdoutClosed, echo_line
 from ._values import parse_arguments
 
 __all__ = ["call", "cast"]
@@ -82,14 +83,7 @@ def _raise_failure(
 
 
 def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False))
-
-
-def _stream_items(
-    client: RPCClient, method: str, arguments: dict[str, Any]
-) -> Iterator[Any]:
-    with client.stream(method, **arguments) as stream:
-        yield from stream
+    echo_line(json.dumps(value, ensure_ascii=False))
 
 
 @click.command(epilog=_ARGUMENTS_HELP)
@@ -125,7 +119,8 @@ def call(
     """Call METHOD on a server of TOPIC and print the result as JSON.
 
     An exception raised by the remote method is printed as one line on
-    stderr, with exit status 1.
+    stderr, with exit status 1. When the reader of stdout goes away (as
+    ``head`` does), a stream is closed and the command exits with status 0.
     """
     target = Target(
         topic, server=server, exchange=exchange, namespace=namespace, version=version
@@ -135,10 +130,13 @@ def call(
         client = RPCClient(transport, target, timeout)
         try:
             if stream:
-                for item in _stream_items(client, method, arguments):
-                    _echo_json(item)
+                with client.stream(method, **arguments) as items:
+                    for item in items:
+                        _echo_json(item)
             else:
                 _echo_json(client.call(method, **arguments))
+        except StdoutClosed:
+            return
         except Exception as exc:  # a remote exception, or e.g. NoServerError
             _raise_failure("call", topic, method, exc, url)
     finally:

@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import threading
+import time
 import types
 from collections.abc import Sequence
 from typing import Any
@@ -14,11 +15,13 @@ import click
 
 from .._context import RequestContext
 from .._notification import PRIORITIES
+from .._notification_dispatch import NotificationResult
 from .._notification_listener import NotificationListener
 from .._notifier import DEFAULT_TOPICS
 from .._target import Target
 from .._transport_url import get_transport
 from ._options import exchange_option, redact_url, url_option
+from ._stdout import StdoutClosed, echo_line
 from .serve import _logging_installed, _stop_signals, wait_for_broker, wait_for_stop
 
 __all__ = ["listen"]
@@ -30,10 +33,22 @@ STOP_GRACE_PERIOD = 5.0
 
 
 class _Printer:
-    """Print each notification as one line on stdout."""
+    """Print each notification as one line on stdout.
 
-    def __init__(self, as_json: bool) -> None:
+    Once the reader of stdout has gone, it sets *stdout_closed*, so that
+    the command stops, and holds the notification until *released* is set.
+    Then the notification goes back to its queue.
+    """
+
+    def __init__(
+        self,
+        as_json: bool,
+        stdout_closed: threading.Event,
+        released: threading.Event,
+    ) -> None:
         self._as_json = as_json
+        self._stdout_closed = stdout_closed
+        self._released = released
 
     def print_notification(
         self,
@@ -43,7 +58,31 @@ class _Printer:
         event_type: Any,
         payload: Any,
         metadata: dict[str, Any],
-    ) -> None:
+    ) -> NotificationResult | None:
+        try:
+            echo_line(
+                self._line(
+                    priority, context, publisher_id, event_type, payload, metadata
+                )
+            )
+        except StdoutClosed:
+            self._stdout_closed.set()
+            # Requeued only once the listener takes no more deliveries: a
+            # quick requeue would come straight back here and, requeued
+            # max_redeliveries times, be dropped.
+            self._released.wait(STOP_GRACE_PERIOD)
+            return NotificationResult.REQUEUE
+        return None
+
+    def _line(
+        self,
+        priority: str,
+        context: RequestContext,
+        publisher_id: Any,
+        event_type: Any,
+        payload: Any,
+        metadata: dict[str, Any],
+    ) -> str:
         if self._as_json:
             record = {
                 "priority": priority,
@@ -53,9 +92,8 @@ class _Printer:
                 "metadata": metadata,
                 "context": context.to_dict(),
             }
-            click.echo(json.dumps(record, ensure_ascii=False))
-            return
-        click.echo(
+            return json.dumps(record, ensure_ascii=False)
+        return (
             f"{metadata.get('timestamp')} {priority.upper()} {publisher_id} "
             f"{event_type} {json.dumps(payload, ensure_ascii=False)} "
             f"(message_id={metadata.get('message_id')} "
@@ -69,6 +107,17 @@ class _Printer:
             for priority in priorities
         }
         return types.SimpleNamespace(**methods)
+
+
+def _stop(listener: NotificationListener, released: threading.Event) -> None:
+    """Stop *listener*, releasing a held notification once it is stopping."""
+    stopper = threading.Thread(target=listener.stop, name="leveret-listen-stop")
+    stopper.start()
+    # Once stopping, the listener requeues new deliveries without printing.
+    while stopper.is_alive() and not listener._service.stopping:
+        time.sleep(0.01)
+    released.set()
+    stopper.join()
 
 
 @click.command()
@@ -125,10 +174,15 @@ def listen(
 
     Each line shows the timestamp, priority, publisher id, event type,
     payload (as JSON), message id and request id. A notification is
-    acknowledged once printed.
+    acknowledged once printed. When the reader of stdout goes away (as
+    ``head`` does), the notification goes back to its queue and the command
+    exits with status 0.
     """
     chosen = [p for p in PRIORITIES if p in {q.lower() for q in priorities}]
-    endpoint = _Printer(as_json).endpoint(chosen or PRIORITIES)
+    stop_requested = threading.Event()
+    released = threading.Event()
+    printer = _Printer(as_json, stop_requested, released)
+    endpoint = printer.endpoint(chosen or PRIORITIES)
     targets = [Target(topic, exchange=exchange) for topic in topics]
     with _logging_installed("WARNING"):
         transport = get_transport(url)
@@ -142,7 +196,6 @@ def listen(
                 max_workers=1,
                 grace_period=STOP_GRACE_PERIOD,
             )
-            stop_requested = threading.Event()
             with _stop_signals(stop_requested) as received:
                 if not wait_for_broker(transport, stop_requested):
                     return
@@ -151,7 +204,8 @@ def listen(
                     f"listening to {', '.join(topics)} on {redact_url(url)}", err=True
                 )
                 wait_for_stop(stop_requested)
-                logger.info("listen.stopping signal=%s", received[0])
-                listener.stop()
+                reason = received[0] if received else "stdout closed"
+                logger.info("listen.stopping reason=%s", reason)
+                _stop(listener, released)
         finally:
             transport.close()
