@@ -9,13 +9,16 @@ broker half is in tests/integration/test_bench_smoke.py.
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import pathlib
+import socket
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from leveret.cli import cli
 from leveret.cli.bench import bench as bench_command
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -58,6 +61,21 @@ def test_cli_bench_prints_table() -> None:
     for line in lines[2:]:
         value = float(line.rsplit(None, 2)[1].replace(",", ""))
         assert value > 0, line
+
+
+def test_cli_bench_unreachable_broker_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The module, which the command of the same name hides in leveret.cli.
+    bench_module = importlib.import_module("leveret.cli.bench")
+    monkeypatch.setattr(bench_module, "CONNECT_TIMEOUT", 0.5)
+    with socket.socket() as probe:  # a port that refuses connections
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"amqp://guest:guest@127.0.0.1:{port}/"
+
+    result = CliRunner().invoke(cli, ["bench", "--url", url, "--quick"])
+
+    assert result.exit_code == 1
+    assert "could not connect within 0.5 s" in result.output
 
 
 def test_harness_in_process_results(harness: Any, tmp_path: pathlib.Path) -> None:

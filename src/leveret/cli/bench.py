@@ -32,6 +32,7 @@ IN_FLIGHT_THREADS = 8
 IN_FLIGHT_TASKS = 100
 STREAM_ITEMS = 500
 CALL_TIMEOUT = 30.0  # seconds; only a hang reaches it
+CONNECT_TIMEOUT = 10.0  # seconds to reach the broker before giving up
 QUICK_DURATION = 0.2  # seconds per measurement with --quick
 
 Row = tuple[str, float, str]
@@ -186,6 +187,13 @@ def _thread_hop_floor(duration: float) -> list[Row]:
 
 def _measure_sync(url: str, topic: str, duration: float) -> list[Row]:
     transport = get_transport(url)
+    try:
+        # A server waits for the broker for as long as it takes: a benchmark
+        # gives up instead, with ConnectionLost.
+        transport.connect(CONNECT_TIMEOUT)
+    except BaseException:
+        transport.close()
+        raise
     endpoint = _Endpoint()
     server = RPCServer(transport, Target(topic=topic, server="bench"), [endpoint])
     server.start()
