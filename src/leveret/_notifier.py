@@ -146,7 +146,9 @@ async def _send(config: _NotifierConfig, outgoing: _Outgoing) -> None:
                 address, body, retry=config.policy.max_retries
             )
 
-        await send_with_retry(attempt, config.policy, description)
+        await send_with_retry(
+            attempt, config.policy, description, transport.connection_note
+        )
         logger.debug("notification.sent %s", description)
 
 

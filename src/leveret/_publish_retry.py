@@ -78,7 +78,10 @@ def retry_delay(retries_done: int) -> float:
 
 
 async def send_with_retry(
-    send: Callable[[], Awaitable[None]], policy: RetryPolicy, description: str
+    send: Callable[[], Awaitable[None]],
+    policy: RetryPolicy,
+    description: str,
+    connection_note: Callable[[], str],
 ) -> None:
     """Await ``send()`` until it succeeds, as *policy* allows.
 
@@ -86,7 +89,8 @@ async def send_with_retry(
     or ``policy.timeout`` ran out, :class:`~leveret.ConnectionLost` when the
     last attempt failed on the connection, and :class:`~leveret.TransportClosed`
     and :class:`~leveret.AccessRefused` at once. *description* names the
-    notification in errors and log lines.
+    notification in errors and log lines; ``connection_note()`` is appended
+    to the error of an attempt that timed out.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + policy.timeout
@@ -105,6 +109,7 @@ async def send_with_retry(
         except TimeoutError:
             error = MessagingTimeout(
                 f"attempt timed out after {min(policy.attempt_timeout, remaining):g} s"
+                f"{connection_note()}"
             )
         attempts = retries + 1
         if max_retries is not None and retries >= max_retries:
@@ -133,6 +138,7 @@ def _raise_failure(description: str, attempts: int, error: Exception) -> NoRetur
         raise ConnectionLost(f"{message}: {error}") from error
     if isinstance(error, MessagingTimeout):
         raise MessagingTimeout(
-            f"{message}: {error}; check that the broker is reachable"
+            f"{message}: {error}; a copy may still arrive from each attempt "
+            "that timed out"
         ) from None
     raise error

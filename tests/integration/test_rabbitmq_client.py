@@ -395,3 +395,32 @@ def test_name_too_long_for_amqp_rejected_alone(api: Api) -> None:
         api.call(client.prepare(server="s" * 300), "whoami")
 
     assert api.call(client, "whoami") == "server-1"
+
+
+def test_timeouts_name_blocked_publishing(
+    own_broker: Any, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    transport = make_transport(own_broker.url)
+    transport.connect(timeout=WAIT_SECONDS)
+    client = leveret.RPCClient(transport, leveret.Target(new_topic()), timeout=1.0)
+    notifier = leveret.Notifier(
+        transport,
+        "test",
+        topics=[new_topic()],
+        timeout=1.0,
+        attempt_timeout=0.5,
+    )
+    _set_memory_watermark(own_broker, "0")
+    try:
+        # The broker blocks a connection at its first publish in an alarm.
+        with pytest.raises(leveret.MessagingTimeout):
+            client.cast("anything")
+        note = "the broker has blocked publishing on this connection"
+        assert wait_until(lambda: note in transport.connection_note())
+        with pytest.raises(leveret.MessagingTimeout, match=note):
+            client.cast("anything")
+        with pytest.raises(leveret.MessagingTimeout, match=note):
+            notifier.info("event", {})
+    finally:
+        _set_memory_watermark(own_broker, DEFAULT_WATERMARK)
+    assert wait_until(lambda: transport.connection_note() == "")

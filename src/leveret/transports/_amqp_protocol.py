@@ -559,7 +559,9 @@ class Connection(asyncio.BufferedProtocol):
         self._socket_closed: asyncio.Future[None] = loop.create_future()
         self._last_received = loop.time()
         self._heartbeat_timer: asyncio.TimerHandle | None = None
-        self._blocked = False
+        # Why the broker stopped reading publishes (connection.blocked), or
+        # None while it reads them.
+        self.blocked_reason: str | None = None
         # Frames written since the last flush, sent together by flush().
         self._pending: list[bytes] = []
 
@@ -635,14 +637,14 @@ class Connection(asyncio.BufferedProtocol):
             if not self._close_ok.done():
                 self._close_ok.set_result(None)
         elif method == frames.CONNECTION_BLOCKED:
-            self._blocked = True
+            self.blocked_reason = frames.decode_shortstr_argument(payload)
             logger.warning(
                 "connection.blocked reason=%s; the broker reads no publishes "
                 "until it has resources again",
-                frames.decode_shortstr_argument(payload),
+                self.blocked_reason,
             )
         elif method == frames.CONNECTION_UNBLOCKED:
-            self._blocked = False
+            self.blocked_reason = None
             logger.info("connection.unblocked")
         else:
             raise frames.FrameError(f"unexpected connection method {method}")

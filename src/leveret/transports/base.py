@@ -221,7 +221,8 @@ class Transport(abc.ABC):
         return None
 
     def connection_note(self) -> str:
-        """Return "; no connection to the broker: WHY" for an error, or ""."""
+        """Return why the broker may not take messages now, as "; WHY" to
+        append to an error, or "" when nothing is known to stop it."""
         error = self.connection_error()
         return "" if error is None else f"; no connection to the broker: {error}"
 

@@ -329,6 +329,15 @@ class RabbitMQTransport(Transport):
     async def connect_on_loop(self) -> None:
         await self._connection()
 
+    def connection_note(self) -> str:
+        connection = self._supervisor.connection
+        if connection is not None and connection.blocked_reason is not None:
+            return (
+                "; the broker has blocked publishing on this connection: "
+                f"{connection.blocked_reason}"
+            )
+        return super().connection_note()
+
     def connection_error(self) -> str | None:
         if self._supervisor.connection is not None:
             return None
