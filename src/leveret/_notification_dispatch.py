@@ -31,6 +31,7 @@ __all__ = [
     "DispatchOutcome",
     "NotificationDispatcher",
     "NotificationResult",
+    "StaleDelivery",
 ]
 
 
@@ -107,9 +108,27 @@ def _passes(callback: Callback, notification: Notification) -> bool:
     )
 
 
+class StaleDelivery(Exception):
+    """The message's connection dropped before its method started, so the
+    broker delivers it again and this copy is left unhandled."""
+
+
+def _always() -> bool:
+    return True
+
+
+def _check_live(live: Callable[[], bool]) -> None:
+    if not live():
+        raise StaleDelivery
+
+
 def _call_in_context(
-    context: RequestContext | None, function: Callable[..., Any], *args: Any
+    live: Callable[[], bool],
+    context: RequestContext | None,
+    function: Callable[..., Any],
+    *args: Any,
 ) -> Any:
+    _check_live(live)
     token = set_current(context)
     try:
         return function(*args)
@@ -150,30 +169,49 @@ class NotificationDispatcher:
         return [priority for priority in PRIORITIES if priority in self._callbacks]
 
     async def _run(
-        self, callback: Callback, context: RequestContext | None, *args: Any
+        self,
+        callback: Callback,
+        context: RequestContext | None,
+        live: Callable[[], bool],
+        *args: Any,
     ) -> Any:
         if callback.is_async:
+            _check_live(live)
             token = set_current(context)
             try:
                 return await callback.function(*args)
             finally:
                 reset_current(token)
-        return await self._pool.run(_call_in_context, context, callback.function, *args)
+        return await self._pool.run(
+            _call_in_context, live, context, callback.function, *args
+        )
 
     async def _outcome(
-        self, callback: Callback, context: RequestContext | None, *args: Any
+        self,
+        callback: Callback,
+        context: RequestContext | None,
+        *args: Any,
+        live: Callable[[], bool] = _always,
     ) -> DispatchOutcome | None:
         """Run *callback* and return an outcome when it stops the dispatch."""
         try:
-            result = await self._run(callback, context, *args)
+            result = await self._run(callback, context, live, *args)
+        except StaleDelivery:
+            raise
         except Exception as exc:
             return DispatchOutcome(NotificationResult.REQUEUE, callback.name, exc)
         if result == NotificationResult.REQUEUE:
             return DispatchOutcome(NotificationResult.REQUEUE, callback.name)
         return None
 
-    async def dispatch(self, notification: Notification) -> DispatchOutcome:
-        """Call the endpoint methods for one notification."""
+    async def dispatch(
+        self, notification: Notification, live: Callable[[], bool] = _always
+    ) -> DispatchOutcome:
+        """Call the endpoint methods for one notification.
+
+        Raises StaleDelivery when ``live()`` is false as a method is about
+        to start, in a pool thread or on the loop.
+        """
         context = RequestContext.from_dict(notification.context)
         args = (
             context,
@@ -185,7 +223,7 @@ class NotificationDispatcher:
         for callback in self._callbacks.get(notification.priority, ()):
             if not _passes(callback, notification):
                 continue
-            stop = await self._outcome(callback, context, *args)
+            stop = await self._outcome(callback, context, *args, live=live)
             if stop is not None:
                 return stop
         return HANDLED

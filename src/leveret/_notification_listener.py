@@ -35,6 +35,7 @@ from ._notification_dispatch import (
     DispatchOutcome,
     NotificationDispatcher,
     NotificationResult,
+    StaleDelivery,
 )
 from ._redelivery import DEFAULT_MAX_REDELIVERIES, RedeliveryLimit
 from ._target import Target
@@ -324,10 +325,22 @@ class AsyncNotificationListener(ListenerCore):
         try:
             outcome = HANDLED
             if self.check_priority(notification):
-                outcome = await self.dispatcher.dispatch(notification)
+                outcome = await self.dispatcher.dispatch(
+                    notification, lambda: message.settleable
+                )
         except asyncio.CancelledError:
             await self.requeue_unhandled(message, "cancelled by stop()", notification)
             raise
+        except StaleDelivery:
+            # Taken before the connection dropped, and not started: the
+            # broker delivers it again, so this copy is not handled.
+            logger.info(
+                "notification.skipped %s %s reason=its connection dropped "
+                "before it started; the broker delivers it again",
+                self._label(),
+                describe(notification),
+            )
+            return
         await self.settle(message, notification, outcome)
 
 

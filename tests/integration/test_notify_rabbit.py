@@ -12,7 +12,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from broker_api import WAIT_SECONDS, new_topic, wait_until
+from broker_api import (
+    WAIT_SECONDS,
+    new_topic,
+    rabbitmqctl,
+    run_rabbitmqctl,
+    wait_until,
+)
 
 import leveret
 
@@ -246,3 +252,62 @@ def test_unreachable_async(closed_port: int, make_transport: MakeTransport) -> N
 
     with pytest.raises(leveret.MessagingTimeout):
         asyncio.run(send())
+
+
+class HeldFirst:
+    """Counts each notification; the first blocks until released, so that
+    later ones wait in the listener's process."""
+
+    def __init__(self) -> None:
+        self.handled: list[int] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def info(
+        self,
+        context: Any,
+        publisher_id: Any,
+        event_type: str,
+        payload: Any,
+        metadata: Any,
+    ) -> None:
+        self.started.set()
+        if payload["n"] == 1:
+            self.release.wait(WAIT_SECONDS)
+        self.handled.append(payload["n"])
+
+
+def test_held_notifications_skipped_after_drop(
+    own_broker: Any, make_transport: Callable[[str], leveret.Transport]
+) -> None:
+    topic = new_topic()
+    transport = make_transport(own_broker.url)
+    endpoint = HeldFirst()
+    listener = leveret.NotificationListener(
+        transport, [leveret.Target(topic)], [endpoint], max_workers=1
+    )
+    notifier = leveret.Notifier(make_transport(own_broker.url), "test", [topic])
+    with listener:
+        for number in (1, 2, 3, 4):
+            notifier.info("event", {"n": number})
+        assert endpoint.started.wait(WAIT_SECONDS)
+
+        def unacknowledged() -> int:
+            rows = rabbitmqctl(
+                own_broker.state_dir, "list_queues", "name", "messages_unacknowledged"
+            )
+            counts = {row["name"]: row["messages_unacknowledged"] for row in rows}
+            return int(counts.get(f"{topic}.info", 0))
+
+        assert wait_until(lambda: unacknowledged() == 4)
+        run_rabbitmqctl(own_broker.state_dir, "close_all_connections", "test")
+        # Back on a new connection, the broker hands the listener all four again.
+        supervisor = transport._supervisor  # type: ignore[attr-defined]
+        assert wait_until(lambda: supervisor.connections_opened == 2, 60)
+        assert wait_until(lambda: unacknowledged() == 4)
+        endpoint.release.set()
+        # 1 was running when the connection dropped, so it runs twice; the
+        # copies of 2, 3 and 4 taken before the drop are skipped.
+        assert wait_until(lambda: len(endpoint.handled) == 5)
+        assert wait_until(lambda: unacknowledged() == 0)
+    assert sorted(endpoint.handled) == [1, 1, 2, 3, 4]

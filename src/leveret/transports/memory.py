@@ -80,6 +80,10 @@ class _Message:
     def redelivered(self) -> bool:
         return self.delivery_count > 0
 
+    @property
+    def settleable(self) -> bool:
+        return True  # no connection to lose
+
     async def ack(self) -> None:
         return None
 

@@ -141,6 +141,10 @@ class _Delivery:
         self._channel = delivery.channel
         self._tag = delivery.delivery_tag
 
+    @property
+    def settleable(self) -> bool:
+        return not self._channel.is_closed
+
     async def ack(self) -> None:
         try:
             self._channel.ack(self._tag)
