@@ -51,20 +51,11 @@ class _Printer:
         self._released = released
 
     def print_notification(
-        self,
-        priority: str,
-        context: RequestContext,
-        publisher_id: Any,
-        event_type: Any,
-        payload: Any,
-        metadata: dict[str, Any],
+        self, priority: str, *arguments: Any
     ) -> NotificationResult | None:
+        """Print one notification; *arguments* are an endpoint method's."""
         try:
-            echo_line(
-                self._line(
-                    priority, context, publisher_id, event_type, payload, metadata
-                )
-            )
+            echo_line(self._line(priority, *arguments))
         except StdoutClosed:
             self._stdout_closed.set()
             # Requeued only once the listener takes no more deliveries: a
