@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import pathlib
 import queue
@@ -263,6 +264,7 @@ class Recorder:
 
 def test_listen_into_closed_pipe_keeps_the_rest(amqp_url: str) -> None:
     topic = new_topic()
+    later = list(range(2, 41))
     transport = leveret.get_transport(amqp_url)
     try:
         notifier = leveret.Notifier(transport, "cli-test", topics=[topic])
@@ -279,8 +281,11 @@ def test_listen_into_closed_pipe_keeps_the_rest(amqp_url: str) -> None:
                 assert json.loads(listen.stdout.readline())["payload"] == {"n": 1}
                 # As `head -1` does: the reader goes away after one line.
                 listen.stdout.close()
-                for number in (2, 3, 4):
-                    notifier.info("later", {"n": number})
+                # Sent at once, so that some wait in the listener behind the
+                # first it fails to print.
+                with concurrent.futures.ThreadPoolExecutor(8) as senders:
+                    for number in later:
+                        senders.submit(notifier.info, "later", {"n": number})
                 assert listen.wait(WAIT_SECONDS) == 0, listen.stderr.read()
             finally:
                 listen.kill()
@@ -290,7 +295,7 @@ def test_listen_into_closed_pipe_keeps_the_rest(amqp_url: str) -> None:
         with leveret.NotificationListener(
             transport, [leveret.Target(topic)], [recorder]
         ):
-            assert wait_until(lambda: sorted(recorder.received) == [2, 3, 4])
-        assert sorted(recorder.received) == [2, 3, 4]
+            assert wait_until(lambda: sorted(recorder.received) == later)
+        assert sorted(recorder.received) == later
     finally:
         transport.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -158,3 +159,30 @@ def test_commands_registered() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert "notify" in result.output
     assert "listen" in result.output
+
+
+def test_printer_requeues_all_after_closed_stdout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    printed: list[str] = []
+
+    def closed_after_first(text: str) -> None:
+        # As echo_line does: one StdoutClosed, then writes to /dev/null.
+        printed.append(text)
+        if len(printed) == 2:
+            raise listen_module.StdoutClosed
+
+    listen_module = importlib.import_module("leveret.cli.listen")
+    monkeypatch.setattr(listen_module, "echo_line", closed_after_first)
+    stdout_closed = threading.Event()
+    released = threading.Event()
+    released.set()  # as once the listener is stopping
+    printer = _Printer(False, stdout_closed, released)
+    arguments = (leveret.RequestContext(), "test", "event", {}, {})
+
+    assert printer.print_notification("info", *arguments) is None
+    assert printer.print_notification("info", *arguments) == "requeue"
+    # stdout now leads nowhere: later ones go back too, unwritten.
+    assert printer.print_notification("info", *arguments) == "requeue"
+    assert len(printed) == 2
+    assert stdout_closed.is_set()

@@ -54,16 +54,18 @@ class _Printer:
         self, priority: str, *arguments: Any
     ) -> NotificationResult | None:
         """Print one notification; *arguments* are an endpoint method's."""
-        try:
-            echo_line(self._line(priority, *arguments))
-        except StdoutClosed:
-            self._stdout_closed.set()
-            # Requeued only once the listener takes no more deliveries: a
-            # quick requeue would come straight back here and, requeued
-            # max_redeliveries times, be dropped.
-            self._released.wait(STOP_GRACE_PERIOD)
-            return NotificationResult.REQUEUE
-        return None
+        if not self._stdout_closed.is_set():
+            try:
+                echo_line(self._line(priority, *arguments))
+                return None
+            except StdoutClosed:
+                self._stdout_closed.set()
+        # This one and every one after it go back to the queue (stdout now
+        # leads to /dev/null), but only once the listener takes no more
+        # deliveries: a quick requeue would come straight back here and,
+        # requeued max_redeliveries times, be dropped.
+        self._released.wait(STOP_GRACE_PERIOD)
+        return NotificationResult.REQUEUE
 
     def _line(
         self,
