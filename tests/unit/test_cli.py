@@ -310,6 +310,18 @@ def test_call_no_server(runner: CliRunner, memory_url: str) -> None:
     assert "no server listens on openstack/calc" in result.stderr
 
 
+def test_call_interrupted_exits_130(
+    runner: CliRunner, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(leveret.RPCClient, "call", interrupted)
+    result = invoke(runner, "call", "--url", fleet.url, TOPIC, "add", "a=1", "b=2")
+    assert result.exit_code == 130
+    assert result.stderr == "Aborted!\n"
+
+
 def test_call_missing_equals(runner: CliRunner, fleet: Fleet) -> None:
     result = invoke(runner, "call", "--url", fleet.url, TOPIC, "add", "a")
     assert result.exit_code == 2

@@ -21,9 +21,15 @@ from .serve import serve
 __all__ = ["cli", "main"]
 
 
+# The exit status of a command stopped by SIGINT, as shells report one.
+INTERRUPTED_STATUS = 130
+
+
 class LeveretGroup(click.Group):
     """A command group that reports a :class:`~leveret.LeveretError` raised
-    by a subcommand as a one-line error (exit status 1) instead of a traceback.
+    by a subcommand as a one-line error (exit status 1) instead of a traceback,
+    and a Ctrl-C with exit status 130, so that scripts can tell it from a
+    failed request.
     """
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -31,6 +37,9 @@ class LeveretGroup(click.Group):
             return super().invoke(ctx)
         except LeveretError as exc:
             raise click.ClickException(" ".join(str(exc).split())) from exc
+        except KeyboardInterrupt:
+            click.echo("Aborted!", err=True)
+            raise click.exceptions.Exit(INTERRUPTED_STATUS) from None
 
 
 @click.group(cls=LeveretGroup)
