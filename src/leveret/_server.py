@@ -215,9 +215,9 @@ class AsyncRPCServer(AsyncService):
         if unique_id is not None and unique_id in self._recent_ids:
             copies = self._unsettled.get(unique_id)
             if copies is not None:
-                # A copy redelivered after a dropped connection while the
-                # first still waits here: settled with the first, so that a
-                # stop or crash before it ends leaves the request queued.
+                # The broker redelivered this copy after a dropped connection
+                # while the first still waits or runs here. It is settled with
+                # the first, so a stop or crash before then leaves it queued.
                 copies.append(message)
                 outcome = "settled with the copy already here"
             else:

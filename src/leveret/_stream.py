@@ -69,7 +69,7 @@ class _OpenStream:
         self.cancelling: asyncio.Task[None] | None = None
 
     async def send_cancel(self) -> None:
-        """Tell the server to stop the generator, at best effort."""
+        """Send the server a cancel that stops the generator, at best effort."""
         request = self.request
         if self.server is not None:
             address = dataclasses.replace(request.address, server=self.server)
@@ -94,7 +94,7 @@ class _OpenStream:
             )
 
     def cancel_in_background(self) -> None:
-        """Send the cancel in a task of its own; runs on the transport's loop."""
+        """Send the cancel in a task of its own, on the transport's loop."""
         self.cancelling = asyncio.get_running_loop().create_task(self.send_cancel())
 
     def on_collected(self) -> None:
@@ -110,11 +110,15 @@ class _OpenStream:
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             inbox.put(self._abandon)
 
+    def unregister(self) -> None:
+        """Stop taking replies: later ones are dropped by the transport."""
+        self.registered = False
+        self.request.transport.replies.unregister(self.msg_id)
+
     def _abandon(self) -> None:
         if not self.registered:
             return
-        self.registered = False
-        self.request.transport.replies.unregister(self.msg_id)
+        self.unregister()
         logger.info(
             "stream.abandoned msg_id=%s method=%s; the stream was not closed, "
             "so it is closed now that it was garbage collected",
@@ -252,8 +256,7 @@ class AsyncReplyStream:
 
     def _finish(self) -> None:
         self._done = True
-        self._open.registered = False
-        self._request.transport.replies.unregister(self._msg_id)
+        self._open.unregister()
         if self._queue is not None:
             # Ends the wait of a reader in another thread or task.
             self._queue.put_nowait(_CLOSED)

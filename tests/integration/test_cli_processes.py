@@ -225,7 +225,7 @@ def test_call_with_rejected_login_exits_1(amqp_url: str) -> None:
     assert "not-the-password" not in result.stderr
 
 
-def test_stream_into_closed_pipe_stops_generator(
+def test_stream_closed_pipe_stops_generator(
     amqp_url: str, served: tuple[str, ServeProcess]
 ) -> None:
     topic, serve = served
@@ -262,7 +262,7 @@ class Recorder:
         self.received.append(payload["n"])
 
 
-def test_listen_into_closed_pipe_keeps_the_rest(amqp_url: str) -> None:
+def test_listen_closed_pipe_requeues_rest(amqp_url: str) -> None:
     topic = new_topic()
     later = list(range(2, 41))
     transport = leveret.get_transport(amqp_url)

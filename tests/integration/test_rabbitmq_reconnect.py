@@ -250,7 +250,7 @@ def test_close_while_broker_down_fails_calls_quietly(
 
 
 class Queued:
-    """A plain method that blocks until released; with one worker, later
+    """A plain method that blocks until released. With one worker, later
     requests wait in the server's process."""
 
     def __init__(self) -> None:

@@ -60,9 +60,9 @@ class _Printer:
                 return None
             except StdoutClosed:
                 self._stdout_closed.set()
-        # This one and every one after it go back to the queue (stdout now
-        # leads to /dev/null), but only once the listener takes no more
-        # deliveries: a quick requeue would come straight back here and,
+        # stdout now leads to /dev/null, so this one and every later one go
+        # back to the queue. They wait until the listener takes no more
+        # deliveries, because a quick requeue would come straight back and,
         # requeued max_redeliveries times, be dropped.
         self._released.wait(STOP_GRACE_PERIOD)
         return NotificationResult.REQUEUE
